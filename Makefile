@@ -1,0 +1,28 @@
+# SPDX-License-Identifier: GPL-2.0
+#
+# Out-of-tree build of dm-pmemcache.ko, plus the project's targets.
+# In a kernel tree, Kbuild (beside this file) is read instead.
+
+KDIR ?= /lib/modules/$(shell uname -r)/build
+export CONFIG_DM_PMEMCACHE ?= m
+
+.PHONY: all modules clean lint check demo
+
+all: modules
+
+modules:
+	$(MAKE) -C $(KDIR) M=$(CURDIR) W=1 modules
+
+clean:
+	$(MAKE) -C $(KDIR) M=$(CURDIR) clean
+
+# checkpatch --strict and sparse; fails on any warning.
+lint:
+	tests/lint.sh
+
+# Every test in a VM (tests/README.md); T=name runs one.
+check:
+	tests/run.sh $(T)
+
+demo:
+	tests/demo.sh

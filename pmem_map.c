@@ -1,0 +1,207 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * pmem_map.c - claim the DAX cache device and map it as one linear range.
+ *
+ * dax_direct_access() hands out a persistent memory device one physically
+ * contiguous part at a time.  A single fsdax namespace is usually one
+ * part, and the pmem driver's own kernel mapping (with large pages) can be
+ * used as it is.  A dm-linear or dm-striped volume over several namespaces
+ * is several parts: we then collect the page frames of every part and map
+ * them, in device order, into one virtually contiguous range.
+ */
+
+#include <linux/dax.h>
+#include <linux/blkdev.h>
+#include <linux/mm.h>
+#include <linux/pfn_t.h>
+#include <linux/sched.h>
+#include <linux/slab.h>
+#include <linux/vmalloc.h>
+
+#include "dm-pmemcache.h"
+
+#define PMC_PAGE_SECTORS	(PAGE_SIZE >> SECTOR_SHIFT)
+
+/*
+ * Collect the frames of @nr_pages pages from @pgoff on and map them.
+ * Every part must agree on whether it has struct pages: vmap() takes
+ * pages, vmap_pfn() takes frames that have none.  Called under
+ * dax_read_lock().
+ */
+static int pmc_map_assembled(struct pmc_pmem_map *map, struct dm_target *ti,
+			     struct dax_device *dax_dev, pgoff_t pgoff,
+			     unsigned long nr_pages)
+{
+	unsigned long *pfns;
+	unsigned long i = 0;
+	bool with_pages = false;
+	int r = 0;
+
+	if (nr_pages > UINT_MAX) {
+		ti->error = "Cache device too large to map (more than 2^32 pages)";
+		return -EOVERFLOW;
+	}
+
+	/*
+	 * struct page * and unsigned long have the same size; the array
+	 * holds one or the other, depending on what the device provides.
+	 */
+	BUILD_BUG_ON(sizeof(struct page *) != sizeof(unsigned long));
+	pfns = kvmalloc_array(nr_pages, sizeof(*pfns), GFP_KERNEL);
+	if (!pfns) {
+		ti->error = "Cannot allocate the page array to map the cache device";
+		return -ENOMEM;
+	}
+
+	map->nr_parts = 0;
+	while (i < nr_pages) {
+		pfn_t pfn;
+		long n;
+
+		n = dax_direct_access(dax_dev, pgoff + i, nr_pages - i,
+				      DAX_ACCESS, NULL, &pfn);
+		if (n <= 0) {
+			DMERR("%s: dax_direct_access() failed at page %lu: %ld",
+			      map->dev->name, i, n);
+			ti->error = "Cannot access the cache device (dax_direct_access failed; bad blocks?)";
+			r = n ? (int)n : -EIO;
+			goto out;
+		}
+		if (!map->nr_parts)
+			with_pages = pfn_t_has_page(pfn);
+		else if (pfn_t_has_page(pfn) != with_pages) {
+			ti->error = "Cache device mixes memory with and without struct pages; not supported";
+			r = -EOPNOTSUPP;
+			goto out;
+		}
+		map->nr_parts++;
+		for (; n > 0 && i < nr_pages; n--, i++) {
+			pfns[i] = pfn_t_to_pfn(pfn);
+			pfn.val++;
+			if (!(i & 4095))
+				cond_resched();
+		}
+	}
+
+	if (with_pages) {
+		struct page **pages = (struct page **)pfns;
+
+		for (i = 0; i < nr_pages; i++)
+			pages[i] = pfn_to_page(pfns[i]);
+		map->addr = vmap(pages, nr_pages, VM_MAP, PAGE_KERNEL);
+	} else {
+		map->addr = vmap_pfn(pfns, nr_pages, PAGE_KERNEL);
+	}
+	if (!map->addr) {
+		ti->error = "Cannot map the cache device (vmap failed; out of vmalloc space?)";
+		r = -ENOMEM;
+		goto out;
+	}
+	map->vmapped = true;
+out:
+	kvfree(pfns);
+	return r;
+}
+
+/**
+ * pmc_pmem_map_claim() - map a DAX cache device linearly into the kernel
+ * @map: filled in on success, untouched state on failure
+ * @ti: the target being constructed; ti->error is set on failure
+ * @dev: the cache device, already obtained with dm_get_device()
+ * @start_sector: sectors at the start of @dev that are not to be used
+ *
+ * Takes the pmem driver's own mapping when one dax_direct_access() call
+ * covers the whole range, or assembles the parts with vmap otherwise.
+ * The device must stay claimed (dm_get_device) until
+ * pmc_pmem_map_release() has run.
+ *
+ * Return: 0 or a negative errno, with ti->error set.
+ */
+int pmc_pmem_map_claim(struct pmc_pmem_map *map, struct dm_target *ti,
+		       struct dm_dev *dev, sector_t start_sector)
+{
+	struct dax_device *dax_dev = dev->dax_dev;
+	sector_t part_start, dev_sectors;
+	unsigned long nr_pages;
+	pgoff_t pgoff;
+	void *kaddr;
+	pfn_t pfn;
+	long n;
+	int id, r = 0;
+
+	memset(map, 0, sizeof(*map));
+	map->dev = dev;
+	map->start_sector = start_sector;
+
+	if (!dax_dev) {
+		DMERR("%s: cache device has no DAX support", dev->name);
+		ti->error = "Cache device does not support DAX: p mode needs an fsdax pmem namespace (ndctl create-namespace -m fsdax) or a dm volume over such namespaces";
+		return -EOPNOTSUPP;
+	}
+	if (!dax_synchronous(dax_dev)) {
+		ti->error = "Cache device is asynchronous DAX (virtio-pmem): CPU flushes do not make it durable; not supported";
+		return -EOPNOTSUPP;
+	}
+
+	part_start = get_start_sect(dev->bdev);
+	if (part_start & (PMC_PAGE_SECTORS - 1)) {
+		DMERR("%s: partition starts at sector %llu, not on a page boundary",
+		      dev->name, (unsigned long long)part_start);
+		ti->error = "Cache device partition does not start on a page boundary";
+		return -EINVAL;
+	}
+	if (start_sector & (PMC_PAGE_SECTORS - 1)) {
+		ti->error = "start_sector must be a multiple of the page size in sectors";
+		return -EINVAL;
+	}
+	dev_sectors = bdev_nr_sectors(dev->bdev);
+	if (start_sector >= dev_sectors) {
+		ti->error = "start_sector is beyond the end of the cache device";
+		return -EINVAL;
+	}
+	nr_pages = (dev_sectors - start_sector) / PMC_PAGE_SECTORS;
+	if (nr_pages < PMC_MIN_CACHE_PAGES) {
+		DMERR("%s: %lu pages after start_sector, at least %u needed",
+		      dev->name, nr_pages, PMC_MIN_CACHE_PAGES);
+		ti->error = "Cache device too small: it needs at least 16 pages after start_sector";
+		return -EINVAL;
+	}
+	pgoff = (part_start + start_sector) / PMC_PAGE_SECTORS;
+
+	id = dax_read_lock();
+	n = dax_direct_access(dax_dev, pgoff, nr_pages, DAX_ACCESS, &kaddr,
+			      &pfn);
+	if (n <= 0) {
+		DMERR("%s: dax_direct_access() failed: %ld", dev->name, n);
+		ti->error = "Cannot access the cache device (dax_direct_access failed; bad blocks?)";
+		r = n ? (int)n : -EIO;
+	} else if (n >= nr_pages) {
+		map->addr = kaddr;
+		map->nr_parts = 1;
+	} else {
+		r = pmc_map_assembled(map, ti, dax_dev, pgoff, nr_pages);
+	}
+	dax_read_unlock(id);
+	if (r)
+		return r;
+
+	map->size = (size_t)nr_pages << PAGE_SHIFT;
+	DMINFO("%s: cache mapped %s: %u part%s, %zu bytes",
+	       dev->name, map->vmapped ? "assembled" : "directly",
+	       map->nr_parts, map->nr_parts == 1 ? "" : "s", map->size);
+	return 0;
+}
+
+/**
+ * pmc_pmem_map_release() - undo pmc_pmem_map_claim()
+ * @map: a map filled in by a successful pmc_pmem_map_claim(), or zeroed
+ *
+ * Must run before the cache device is released with dm_put_device().
+ */
+void pmc_pmem_map_release(struct pmc_pmem_map *map)
+{
+	if (map->vmapped)
+		vunmap(map->addr);
+	map->addr = NULL;
+	map->vmapped = false;
+}

@@ -1,0 +1,59 @@
+#!/bin/bash
+# SPDX-License-Identifier: GPL-2.0
+#
+# Runs inside the test VM, chrooted into the host root (tests/vm/init).
+# PMC_TEST=name runs tests/cases/name; PMC_SCRIPT=path runs that script.
+# Writes PMC_WORK/result ("pass", "fail: why" or "skip: why"),
+# PMC_WORK/output (everything the test printed) and PMC_WORK/dmesg.
+
+set -u
+cd "$PMC_TOP" || exit 1
+export DM_DISABLE_UDEV=1
+export PMC_TOP PMC_WORK PMC_KROOT
+
+# shellcheck source=tests/lib/common.sh
+. "$PMC_TOP/tests/lib/common.sh"
+
+finish() {
+	echo "$1" > "$PMC_WORK/result"
+	dmesg > "$PMC_WORK/dmesg"
+	sync
+	exit 0
+}
+
+exec > "$PMC_WORK/output" 2>&1
+
+if [ -n "${PMC_SCRIPT:-}" ]; then
+	_load_pmemcache || finish "fail: cannot load the module"
+	if bash -e "$PMC_TOP/$PMC_SCRIPT"; then
+		finish pass
+	fi
+	finish "fail: $PMC_SCRIPT exited with $?"
+fi
+
+case_file=$PMC_TOP/tests/cases/$PMC_TEST
+[ -f "$case_file" ] || finish "fail: no test $PMC_TEST"
+# shellcheck disable=SC1090
+. "$case_file"
+
+SKIP_REASONS=()
+if declare -F requires > /dev/null && ! requires; then
+	finish "skip: ${SKIP_REASONS[*]:-requirement missing}"
+fi
+
+if [ "${AUTOLOAD:-1}" = 1 ]; then
+	_load_pmemcache || finish "fail: cannot load dm-pmemcache.ko"
+fi
+
+echo "== $PMC_TEST: $DESCRIPTION"
+( set -e -o pipefail; test_body )
+rc=$?
+
+# Whatever the test left behind is removed; the module must then unload,
+# or something still holds it (a leaked reference, a device not freed).
+dmsetup remove_all > /dev/null 2>&1
+if [ -d /sys/module/dm_pmemcache ] && ! rmmod dm_pmemcache; then
+	finish "fail: rmmod dm_pmemcache failed after the test"
+fi
+[ $rc -eq 0 ] || finish "fail: test body exited with $rc"
+finish pass

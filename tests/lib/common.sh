@@ -1,0 +1,107 @@
+#!/bin/bash
+# SPDX-License-Identifier: GPL-2.0
+#
+# Helpers for the tests in tests/cases/, run inside the test VM.  A test
+# file sets DESCRIPTION, may define requires() (adds to SKIP_REASONS and
+# returns non-zero when something is missing) and defines test_body(),
+# which runs under "set -e -o pipefail": any failing command fails it.
+
+# Load a module of the guest kernel (from the unpacked linux-image).
+_modprobe() {
+	modprobe -d "$PMC_KROOT" "$@"
+}
+
+# Load dm-mod and our freshly built module.
+_load_pmemcache() {
+	_modprobe dm_mod || return 1
+	[ -d /sys/module/dm_pmemcache ] && return 0
+	insmod "$PMC_TOP/dm-pmemcache.ko"
+}
+
+# For requires(): is the guest kernel module $1 there?
+_have_module() {
+	_modprobe "$@" && return 0
+	SKIP_REASONS+=("module $1 not available")
+	return 1
+}
+
+_fail() {
+	echo "FAIL: $*" >&2
+	exit 1
+}
+
+# _pmem_setup [N]: turn the first N (default all) NVDIMM namespaces into
+# fsdax mode; they appear as /dev/pmem0, /dev/pmem1...
+_pmem_setup() {
+	local n=${1:-99} i=0 ns
+
+	_modprobe nfit
+	_modprobe nd_pmem
+	for ns in $(ndctl list -N -i | sed -n 's/.*"dev":"\(namespace[0-9]*\.[0-9]*\)".*/\1/p' | sort); do
+		[ $i -lt "$n" ] || break
+		ndctl create-namespace -q -f -e "$ns" -m fsdax > /dev/null
+		i=$((i + 1))
+	done
+	udevadm settle 2>/dev/null || true
+	for ns in $(seq 0 $((i - 1))); do
+		[ -b "/dev/pmem$ns" ] || _fail "/dev/pmem$ns missing after ndctl"
+	done
+}
+
+# _pmem_raw: load the NVDIMM drivers but leave namespaces in raw mode
+# (a block device without DAX).
+_pmem_raw() {
+	_modprobe nfit
+	_modprobe nd_pmem
+}
+
+_sectors() {
+	blockdev --getsz "$1"
+}
+
+# _origin_setup [MiB] [delay_ms]: a slow origin /dev/mapper/origin, dm-delay
+# over a memory-backed null_blk device.  Delay 0 makes it fast.
+_origin_setup() {
+	local mib=${1:-256} ms=${2:-1}
+
+	_modprobe null_blk nr_devices=1 gb=1 memory_backed=1 bs=512 \
+		queue_mode=2 irqmode=0
+	_modprobe dm_delay
+	dmsetup create origin --table \
+		"0 $((mib * 2048)) delay /dev/nullb0 0 $ms"
+}
+
+# _check_create NAME TABLE: dmsetup create must succeed.
+_check_create() {
+	dmsetup create "$1" --table "$2" ||
+		_fail "dmsetup create $1 '$2' failed"
+}
+
+# _expect_create_fail NAME TABLE LOG_REGEX: creating must fail, and the
+# kernel log must say why (LOG_REGEX, an extended regex).
+_expect_create_fail() {
+	local name=$1 table=$2 re=$3 mark
+
+	mark="pmc-test-mark-$RANDOM$RANDOM"
+	echo "$mark" > /dev/kmsg
+	if dmsetup create "$name" --table "$table" 2>/dev/null; then
+		dmsetup remove "$name"
+		_fail "'$table' was accepted"
+	fi
+	dmsetup remove "$name" 2>/dev/null || true
+	dmesg | sed -n "/$mark/,\$p" | grep -E -q -- "$re" ||
+		_fail "'$table' refused without a message matching '$re'"
+	echo "refused as expected: $table"
+}
+
+# _random_file PATH MiB
+_random_file() {
+	dd if=/dev/urandom of="$1" bs=1M count="$2" status=none
+}
+
+# _same_data FILE DEV [OFFSET_BYTES]: DEV holds FILE at OFFSET_BYTES.
+_same_data() {
+	cmp -n "$(stat -c %s "$1")" "$1" <(dd if="$2" bs=1M \
+		iflag=direct,skip_bytes skip="${3:-0}" status=none) ||
+		_fail "$2 does not hold $1 at ${3:-0}"
+}

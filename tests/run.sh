@@ -1,0 +1,76 @@
+#!/bin/bash
+# SPDX-License-Identifier: GPL-2.0
+#
+# make check [T=name]: install what is needed, build the module against the
+# guest kernel's headers, then boot one VM per test in tests/cases/ and
+# print one TAP line per test and "N passed, N failed, N skipped".
+# Each test's console log, output and kernel log are kept in
+# tests/results/<name>/.  Exits non-zero when any test failed.
+
+set -u
+# shellcheck source=tests/lib/host.sh
+. "$(dirname "$0")/lib/host.sh"
+
+results=$PMC_TOP/tests/results
+start=$(date +%s)
+
+pmc_prepare
+mkdir -p "$results"
+pmc_build_module "$results/build.log"
+
+if [ $# -gt 0 ] && [ -n "$1" ]; then
+	tests=("$@")
+else
+	mapfile -t tests < <(cd "$PMC_TOP/tests/cases" && ls)
+fi
+
+pass=0 fail=0 skip=0 n=0
+echo "TAP version 13"
+echo "1..${#tests[@]}"
+for t in "${tests[@]}"; do
+	n=$((n + 1))
+	work=$results/$t
+	rm -rf "$work"
+	mkdir -p "$work"
+	if [ ! -f "$PMC_TOP/tests/cases/$t" ]; then
+		echo "not ok $n - $t # no such test"
+		fail=$((fail + 1))
+		continue
+	fi
+	tmo=$(sed -n 's/^TIMEOUT=\([0-9]*\).*/\1/p' "$PMC_TOP/tests/cases/$t")
+	t0=$(date +%s)
+	pmc_boot "$work" "${tmo:-300}" "pmc.test=$t"
+	qrc=$?
+	secs=$(( $(date +%s) - t0 ))
+	rm -f "$work"/*.img
+	res=$(cat "$work/result" 2>/dev/null)
+	bad=$(pmc_bad_log_lines "$work/console.log" "$work/dmesg" | sort -u | head -n 20)
+	if [ $qrc -eq 124 ]; then
+		res="fail: VM timed out after ${tmo:-300}s"
+	elif [ -z "$res" ]; then
+		res="fail: VM ended without a result (QEMU status $qrc)"
+	fi
+	if [ -n "$bad" ] && [ "${res%%:*}" != fail ]; then
+		res="fail: kernel log"
+	fi
+	case "$res" in
+	pass)
+		echo "ok $n - $t (${secs}s)"
+		pass=$((pass + 1))
+		;;
+	skip*)
+		echo "ok $n - $t # SKIP ${res#skip: }"
+		skip=$((skip + 1))
+		;;
+	*)
+		echo "not ok $n - $t (${secs}s) # ${res#fail: }"
+		fail=$((fail + 1))
+		grep -E 'FAIL|error|failed' "$work/output" 2>/dev/null |
+			head -n 10 | sed 's/^/#   /'
+		[ -n "$bad" ] && echo "$bad" | sed 's/^/#   kernel: /'
+		;;
+	esac
+done
+echo "# results in $results, $(( $(date +%s) - start ))s in all"
+echo "$pass passed, $fail failed, $skip skipped"
+[ $fail -eq 0 ]
