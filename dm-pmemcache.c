@@ -205,9 +205,6 @@ static void pmc_free(struct pmemcache *pc)
 
 static int pmc_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 {
-	static const struct dm_arg opt_args = {
-		0, 2 * PMC_NR_OPTS, "Invalid #opt_args: it must count the optional keywords and values that follow it"
-	};
 	struct dm_arg_set as = { .argc = argc, .argv = argv };
 	const char *mode, *origin_path, *cache_path, *bs_arg;
 	struct dm_dev *cache_dev;
@@ -254,9 +251,17 @@ static int pmc_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 	pc->block_size = bs;
 	pc->block_shift = ilog2(bs);
 
-	r = dm_read_arg_group(&opt_args, &as, &nr_opts, &ti->error);
-	if (r)
+	if (kstrtouint(dm_shift_arg(&as), 10, &nr_opts) ||
+	    nr_opts > 2 * PMC_NR_OPTS) {
+		ti->error = "Invalid #opt_args: it must be the number of optional words that follow it";
+		r = -EINVAL;
 		goto bad;
+	}
+	if (nr_opts > as.argc) {
+		ti->error = "#opt_args is larger than the number of words that follow it";
+		r = -EINVAL;
+		goto bad;
+	}
 	r = pmc_parse_options(&pc->opts, &as, nr_opts, ti);
 	if (r)
 		goto bad;
@@ -293,8 +298,8 @@ static int pmc_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 	pc->pmem.dev = cache_dev;
 
 	if (bdev_nr_sectors(pc->origin->bdev) < ti->len) {
-		DMERR("origin %s has %llu sectors, the target is %llu sectors long",
-		      pc->origin->name,
+		DMERR("origin %pg has %llu sectors, the target is %llu sectors long",
+		      pc->origin->bdev,
 		      (unsigned long long)bdev_nr_sectors(pc->origin->bdev),
 		      (unsigned long long)ti->len);
 		ti->error = "Origin device is smaller than the target length";

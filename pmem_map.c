@@ -61,8 +61,8 @@ static int pmc_map_assembled(struct pmc_pmem_map *map, struct dm_target *ti,
 		n = dax_direct_access(dax_dev, pgoff + i, nr_pages - i,
 				      DAX_ACCESS, NULL, &pfn);
 		if (n <= 0) {
-			DMERR("%s: dax_direct_access() failed at page %lu: %ld",
-			      map->dev->name, i, n);
+			DMERR("%pg: dax_direct_access() failed at page %lu: %ld",
+			      map->dev->bdev, i, n);
 			ti->error = "Cannot access the cache device (dax_direct_access failed; bad blocks?)";
 			r = n ? (int)n : -EIO;
 			goto out;
@@ -134,7 +134,7 @@ int pmc_pmem_map_claim(struct pmc_pmem_map *map, struct dm_target *ti,
 	map->start_sector = start_sector;
 
 	if (!dax_dev) {
-		DMERR("%s: cache device has no DAX support", dev->name);
+		DMERR("%pg: cache device has no DAX support", dev->bdev);
 		ti->error = "Cache device does not support DAX: p mode needs an fsdax pmem namespace (ndctl create-namespace -m fsdax) or a dm volume over such namespaces";
 		return -EOPNOTSUPP;
 	}
@@ -145,8 +145,8 @@ int pmc_pmem_map_claim(struct pmc_pmem_map *map, struct dm_target *ti,
 
 	part_start = get_start_sect(dev->bdev);
 	if (part_start & (PMC_PAGE_SECTORS - 1)) {
-		DMERR("%s: partition starts at sector %llu, not on a page boundary",
-		      dev->name, (unsigned long long)part_start);
+		DMERR("%pg: partition starts at sector %llu, not on a page boundary",
+		      dev->bdev, (unsigned long long)part_start);
 		ti->error = "Cache device partition does not start on a page boundary";
 		return -EINVAL;
 	}
@@ -161,8 +161,8 @@ int pmc_pmem_map_claim(struct pmc_pmem_map *map, struct dm_target *ti,
 	}
 	nr_pages = (dev_sectors - start_sector) / PMC_PAGE_SECTORS;
 	if (nr_pages < PMC_MIN_CACHE_PAGES) {
-		DMERR("%s: %lu pages after start_sector, at least %u needed",
-		      dev->name, nr_pages, PMC_MIN_CACHE_PAGES);
+		DMERR("%pg: %lu pages after start_sector, at least %u needed",
+		      dev->bdev, nr_pages, PMC_MIN_CACHE_PAGES);
 		ti->error = "Cache device too small: it needs at least 16 pages after start_sector";
 		return -EINVAL;
 	}
@@ -172,7 +172,7 @@ int pmc_pmem_map_claim(struct pmc_pmem_map *map, struct dm_target *ti,
 	n = dax_direct_access(dax_dev, pgoff, nr_pages, DAX_ACCESS, &kaddr,
 			      &pfn);
 	if (n <= 0) {
-		DMERR("%s: dax_direct_access() failed: %ld", dev->name, n);
+		DMERR("%pg: dax_direct_access() failed: %ld", dev->bdev, n);
 		ti->error = "Cannot access the cache device (dax_direct_access failed; bad blocks?)";
 		r = n ? (int)n : -EIO;
 	} else if (n >= nr_pages) {
@@ -186,8 +186,8 @@ int pmc_pmem_map_claim(struct pmc_pmem_map *map, struct dm_target *ti,
 		return r;
 
 	map->size = (size_t)nr_pages << PAGE_SHIFT;
-	DMINFO("%s: cache mapped %s: %u part%s, %zu bytes",
-	       dev->name, map->vmapped ? "assembled" : "directly",
+	DMINFO("%pg: cache mapped %s: %u part%s, %zu bytes",
+	       dev->bdev, map->vmapped ? "assembled" : "directly",
 	       map->nr_parts, map->nr_parts == 1 ? "" : "s", map->size);
 	return 0;
 }

@@ -65,8 +65,8 @@ for t in "${tests[@]}"; do
 	*)
 		echo "not ok $n - $t (${secs}s) # ${res#fail: }"
 		fail=$((fail + 1))
-		grep -E 'FAIL|error|failed' "$work/output" 2>/dev/null |
-			head -n 10 | sed 's/^/#   /'
+		tail -n 8 "$work/output" 2>/dev/null | sed 's/^/#   /'
+		grep -a '^init:' "$work/console.log" | sed 's/^/#   /'
 		[ -n "$bad" ] && echo "$bad" | sed 's/^/#   kernel: /'
 		;;
 	esac

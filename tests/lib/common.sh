@@ -8,7 +8,7 @@
 
 # Load a module of the guest kernel (from the unpacked linux-image).
 _modprobe() {
-	modprobe -d "$PMC_KROOT" "$@"
+	modprobe -C "$PMC_TOP/tests/vm/modprobe.d" -d "$PMC_KROOT" "$@"
 }
 
 # Load dm-mod and our freshly built module.
@@ -18,9 +18,10 @@ _load_pmemcache() {
 	insmod "$PMC_TOP/dm-pmemcache.ko"
 }
 
-# For requires(): is the guest kernel module $1 there?
+# For requires(): is the guest kernel module $1 there?  (Not loaded: the
+# test loads it with the parameters it wants.)
 _have_module() {
-	_modprobe "$@" && return 0
+	_modprobe -n -q "$1" && return 0
 	SKIP_REASONS+=("module $1 not available")
 	return 1
 }
@@ -39,7 +40,7 @@ _pmem_setup() {
 	_modprobe nd_pmem
 	for ns in $(ndctl list -N -i | sed -n 's/.*"dev":"\(namespace[0-9]*\.[0-9]*\)".*/\1/p' | sort); do
 		[ $i -lt "$n" ] || break
-		ndctl create-namespace -q -f -e "$ns" -m fsdax > /dev/null
+		ndctl create-namespace -f -e "$ns" -m fsdax > /dev/null
 		i=$((i + 1))
 	done
 	udevadm settle 2>/dev/null || true
@@ -60,11 +61,12 @@ _sectors() {
 }
 
 # _origin_setup [MiB] [delay_ms]: a slow origin /dev/mapper/origin, dm-delay
-# over a memory-backed null_blk device.  Delay 0 makes it fast.
+# over the memory-backed null_blk device /dev/nullb0 (/dev/nullb1 is left
+# free for tests).  Delay 0 makes it fast.
 _origin_setup() {
 	local mib=${1:-256} ms=${2:-1}
 
-	_modprobe null_blk nr_devices=1 gb=1 memory_backed=1 bs=512 \
+	_modprobe null_blk nr_devices=2 gb=1 memory_backed=1 bs=512 \
 		queue_mode=2 irqmode=0
 	_modprobe dm_delay
 	dmsetup create origin --table \
