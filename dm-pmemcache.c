@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * dm-pmemcache.c - device-mapper target "pmemcache": a write-back cache in
- * persistent memory for a slower origin block device.
+ * Device-mapper target "pmemcache": a write-back cache in persistent
+ * memory for a slower origin block device.
  *
  * Table line:
  *   pmemcache <p|s> <origin_dev> <cache_dev> <block_size> <#opt_args> [opts]
@@ -156,7 +156,8 @@ static int pmc_parse_options(struct pmc_options *o, struct dm_arg_set *as,
 		}
 		if (!d) {
 			DMERR("unknown option '%s'", word);
-			ti->error = "Unknown optional argument (see Documentation/admin-guide.md for the list)";
+			ti->error =
+				"Unknown optional argument (see the admin guide for the list)";
 			return -EINVAL;
 		}
 		if (pmc_given(o, i)) {
@@ -169,7 +170,8 @@ static int pmc_parse_options(struct pmc_options *o, struct dm_arg_set *as,
 			continue;
 		if (!nr) {
 			DMERR("option '%s' needs a value", d->name);
-			ti->error = "An optional argument is missing its value (#opt_args counts keywords and values)";
+			ti->error =
+				"An optional argument has no value (#opt_args counts words)";
 			return -EINVAL;
 		}
 		nr--;
@@ -213,7 +215,8 @@ static int pmc_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 	int r;
 
 	if (argc < 5) {
-		ti->error = "Not enough arguments: pmemcache <p|s> <origin_dev> <cache_dev> <block_size> <#opt_args> [opt_args...]";
+		ti->error =
+			"Too few arguments: <p|s> <origin> <cache> <block_size> <#opt_args> ...";
 		return -EINVAL;
 	}
 
@@ -233,18 +236,21 @@ static int pmc_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 	if (!strcasecmp(mode, "p")) {
 		pc->pmem_mode = true;
 	} else if (!strcasecmp(mode, "s")) {
-		ti->error = "SSD mode (s) is not supported yet: use p with a persistent memory cache device";
+		ti->error =
+			"SSD mode (s) is not supported yet: use p with a pmem cache device";
 		r = -EOPNOTSUPP;
 		goto bad;
 	} else {
-		ti->error = "Invalid cache mode: the first argument must be p (persistent memory) or s (SSD)";
+		ti->error =
+			"Invalid cache mode: must be p (persistent memory) or s (SSD)";
 		r = -EINVAL;
 		goto bad;
 	}
 
 	if (kstrtouint(bs_arg, 10, &bs) || bs < SECTOR_SIZE || bs > PAGE_SIZE ||
 	    !is_power_of_2(bs)) {
-		ti->error = "Invalid block size: it must be a power of two from 512 to the page size (4096 on x86)";
+		ti->error =
+			"Invalid block size: need a power of two from 512 to the page size";
 		r = -EINVAL;
 		goto bad;
 	}
@@ -253,7 +259,8 @@ static int pmc_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 
 	if (kstrtouint(dm_shift_arg(&as), 10, &nr_opts) ||
 	    nr_opts > 2 * PMC_NR_OPTS) {
-		ti->error = "Invalid #opt_args: it must be the number of optional words that follow it";
+		ti->error =
+			"Invalid #opt_args: it must be the number of optional words that follow it";
 		r = -EINVAL;
 		goto bad;
 	}
@@ -266,7 +273,8 @@ static int pmc_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 	if (r)
 		goto bad;
 	if (as.argc) {
-		ti->error = "Too many arguments: more words follow the optional arguments than #opt_args counts";
+		ti->error =
+			"Too many arguments: more words than #opt_args counts";
 		r = -EINVAL;
 		goto bad;
 	}
@@ -308,7 +316,8 @@ static int pmc_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 	}
 	if (bdev_logical_block_size(pc->origin->bdev) > bs ||
 	    bdev_logical_block_size(cache_dev->bdev) > bs) {
-		ti->error = "Block size is smaller than the logical block size of the origin or the cache device";
+		ti->error =
+			"Block size is below the logical block size of the origin or cache";
 		r = -EINVAL;
 		goto bad;
 	}

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * flush.c - persistence primitives for the persistent memory cache.
+ * Persistence primitives for the persistent memory cache.
  *
  * Nothing else in the module issues cache-flush or non-temporal
  * instructions.  Three operations:

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * pmem_map.c - claim the DAX cache device and map it as one linear range.
+ * Claiming the DAX cache device and mapping it as one linear range.
  *
  * dax_direct_access() hands out a persistent memory device one physically
  * contiguous part at a time.  A single fsdax namespace is usually one
@@ -61,16 +61,18 @@ static int pmc_map_assembled(struct pmc_pmem_map *map, struct dm_target *ti,
 		n = dax_direct_access(dax_dev, pgoff + i, nr_pages - i,
 				      DAX_ACCESS, NULL, &pfn);
 		if (n <= 0) {
-			DMERR("%pg: dax_direct_access() failed at page %lu: %ld",
+			DMERR("%pg: dax_direct_access() failed at page %lu: %ld (bad blocks?)",
 			      map->dev->bdev, i, n);
-			ti->error = "Cannot access the cache device (dax_direct_access failed; bad blocks?)";
+			ti->error =
+				"Cannot access the cache device (dax_direct_access failed)";
 			r = n ? (int)n : -EIO;
 			goto out;
 		}
-		if (!map->nr_parts)
+		if (!map->nr_parts) {
 			with_pages = pfn_t_has_page(pfn);
-		else if (pfn_t_has_page(pfn) != with_pages) {
-			ti->error = "Cache device mixes memory with and without struct pages; not supported";
+		} else if (pfn_t_has_page(pfn) != with_pages) {
+			ti->error =
+				"Cache device mixes memory with and without struct pages";
 			r = -EOPNOTSUPP;
 			goto out;
 		}
@@ -134,12 +136,15 @@ int pmc_pmem_map_claim(struct pmc_pmem_map *map, struct dm_target *ti,
 	map->start_sector = start_sector;
 
 	if (!dax_dev) {
-		DMERR("%pg: cache device has no DAX support", dev->bdev);
-		ti->error = "Cache device does not support DAX: p mode needs an fsdax pmem namespace (ndctl create-namespace -m fsdax) or a dm volume over such namespaces";
+		DMERR("%pg: no DAX support; use fsdax namespaces or a dm volume over them",
+		      dev->bdev);
+		ti->error =
+			"Cache device does not support DAX (p mode needs fsdax pmem)";
 		return -EOPNOTSUPP;
 	}
 	if (!dax_synchronous(dax_dev)) {
-		ti->error = "Cache device is asynchronous DAX (virtio-pmem): CPU flushes do not make it durable; not supported";
+		ti->error =
+			"Asynchronous DAX (virtio-pmem) is not durable by CPU flushes";
 		return -EOPNOTSUPP;
 	}
 
@@ -172,8 +177,10 @@ int pmc_pmem_map_claim(struct pmc_pmem_map *map, struct dm_target *ti,
 	n = dax_direct_access(dax_dev, pgoff, nr_pages, DAX_ACCESS, &kaddr,
 			      &pfn);
 	if (n <= 0) {
-		DMERR("%pg: dax_direct_access() failed: %ld", dev->bdev, n);
-		ti->error = "Cannot access the cache device (dax_direct_access failed; bad blocks?)";
+		DMERR("%pg: dax_direct_access() failed: %ld (bad blocks?)",
+		      dev->bdev, n);
+		ti->error =
+			"Cannot access the cache device (dax_direct_access failed)";
 		r = n ? (int)n : -EIO;
 	} else if (n >= nr_pages) {
 		map->addr = kaddr;

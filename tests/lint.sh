@@ -1,0 +1,53 @@
+#!/bin/bash
+# SPDX-License-Identifier: GPL-2.0
+#
+# make lint: the kernel's checkpatch.pl --strict on every C file and
+# header, then a W=1 build with sparse (C=2) against the guest kernel's
+# headers.  Fails on any checkpatch message and on any compiler or sparse
+# warning.  checkpatch comes from Debian's linux-source-6.1 package,
+# unpacked on demand into the cache.
+
+set -u
+# shellcheck source=tests/lib/host.sh
+. "$(dirname "$0")/lib/host.sh"
+
+PMC_PACKAGES="linux-source-6.1 linux-headers-amd64 sparse xz-utils make gcc perl shellcheck"
+pmc_install_packages
+hdr=$(dpkg-query -W -f='${Depends}' linux-headers-amd64 |
+	grep -o 'linux-headers-[^ ,]*-amd64' | head -n 1)
+KDIR=${KDIR:-/usr/src/$hdr}
+
+cp_dir=$PMC_CACHE/checkpatch-$(dpkg-query -W -f='${Version}' linux-source-6.1)
+if [ ! -f "$cp_dir/scripts/checkpatch.pl" ]; then
+	mkdir -p "$cp_dir"
+	tar -xJf /usr/src/linux-source-6.1.tar.xz -C "$cp_dir" \
+		--strip-components=1 linux-source-6.1/scripts/checkpatch.pl \
+		linux-source-6.1/scripts/spelling.txt \
+		linux-source-6.1/scripts/const_structs.checkpatch ||
+		pmc_die "cannot unpack checkpatch.pl"
+fi
+
+cd "$PMC_TOP" || exit 2
+status=0
+files=$(git ls-files '*.c' '*.h' 2>/dev/null || ls ./*.c ./*.h)
+echo "# checkpatch --strict: $(echo $files)"
+if ! "$cp_dir/scripts/checkpatch.pl" --strict --no-tree --terse \
+		--show-types -f $files > /tmp/pmc-checkpatch.$$ 2>&1; then
+	grep -v '^total:' /tmp/pmc-checkpatch.$$
+	status=1
+fi
+rm -f /tmp/pmc-checkpatch.$$
+
+echo "# W=1 C=2 (sparse) build against $KDIR"
+out=$(make -s -C "$PMC_TOP" KDIR="$KDIR" C=2 modules 2>&1)
+if echo "$out" | grep -E 'warning|error'; then
+	status=1
+fi
+
+echo "# shellcheck tests/"
+if ! shellcheck -x -S warning -s bash tests/*.sh tests/lib/*.sh tests/cases/*; then
+	status=1
+fi
+
+[ $status -eq 0 ] && echo "# lint clean"
+exit $status
