@@ -11,6 +11,7 @@
  */
 
 #include <linux/dax.h>
+#include <linux/ktime.h>
 #include <linux/blkdev.h>
 #include <linux/mm.h>
 #include <linux/pfn_t.h>
@@ -127,6 +128,7 @@ int pmc_pmem_map_claim(struct pmc_pmem_map *map, struct dm_target *ti,
 	unsigned long nr_pages;
 	pgoff_t pgoff;
 	void *kaddr;
+	ktime_t t0 = ktime_get();
 	pfn_t pfn;
 	long n;
 	int id, r = 0;
@@ -193,9 +195,10 @@ int pmc_pmem_map_claim(struct pmc_pmem_map *map, struct dm_target *ti,
 		return r;
 
 	map->size = (size_t)nr_pages << PAGE_SHIFT;
-	DMINFO("%pg: cache mapped %s: %u part%s, %zu bytes",
+	DMINFO("%pg: cache mapped %s: %u part%s, %zu bytes, %lld us",
 	       dev->bdev, map->vmapped ? "assembled" : "directly",
-	       map->nr_parts, map->nr_parts == 1 ? "" : "s", map->size);
+	       map->nr_parts, map->nr_parts == 1 ? "" : "s", map->size,
+	       ktime_us_delta(ktime_get(), t0));
 	return 0;
 }
 
