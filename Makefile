@@ -20,9 +20,9 @@ clean:
 lint:
 	tests/lint.sh
 
-# Every test in a VM (tests/README.md); T=name runs one.
+# Every test in a VM; T=name runs one; KERNEL=debug uses the debug kernel.
 check:
-	tests/run.sh $(T)
+	KERNEL=$(KERNEL) tests/run.sh $(T)
 
 demo:
 	tests/demo.sh

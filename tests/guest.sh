@@ -52,6 +52,14 @@ rc=$?
 # Whatever the test left behind is removed; the module must then unload,
 # or something still holds it (a leaked reference, a device not freed).
 dmsetup remove_all > /dev/null 2>&1
+# On the debug kernel: a kmemleak scan while the module's symbols are
+# still loaded, so that a leak names it.
+if [ -w /sys/kernel/debug/kmemleak ]; then
+	echo scan > /sys/kernel/debug/kmemleak
+	sleep 1
+	echo scan > /sys/kernel/debug/kmemleak
+	cat /sys/kernel/debug/kmemleak > "$PMC_WORK/kmemleak"
+fi
 if [ -d /sys/module/dm_pmemcache ] && ! rmmod dm_pmemcache; then
 	finish "fail: rmmod dm_pmemcache failed after the test"
 fi

@@ -26,6 +26,7 @@ fi
 
 pass=0 fail=0 skip=0 n=0
 echo "TAP version 13"
+echo "# kernel $PMC_KVER"
 echo "1..${#tests[@]}"
 for t in "${tests[@]}"; do
 	n=$((n + 1))
@@ -52,6 +53,11 @@ for t in "${tests[@]}"; do
 	fi
 	if [ -n "$bad" ] && [ "${res%%:*}" != fail ]; then
 		res="fail: kernel log"
+	fi
+	if grep -q dm_pmemcache "$work/kmemleak" 2>/dev/null; then
+		res="fail: kmemleak reports a leak in dm_pmemcache"
+		bad="$bad
+$(head -n 20 "$work/kmemleak")"
 	fi
 	case "$res" in
 	pass)

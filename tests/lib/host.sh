@@ -62,6 +62,47 @@ pmc_kernel() {
 	PMC_VMLINUZ=$PMC_KROOT/boot/vmlinuz-$PMC_KVER
 }
 
+# The debug kernel (KASAN, lockdep, kmemleak): Debian's linux-source-6.12
+# with tests/debug-kernel.config, built once and cached until the fragment
+# or the source package changes.  Sets the same variables as pmc_kernel.
+pmc_debug_kernel() {
+	local ver key dir src jobs o
+	local frag=$PMC_TOP/tests/debug-kernel.config
+
+	ver=$(dpkg-query -W -f='${Version}' linux-source-6.12)
+	key=$( (echo "$ver"; cat "$frag") | sha1sum | cut -c1-12)
+	dir=$PMC_CACHE/debug-$key
+	src=$dir/src
+	if [ ! -f "$dir/.done" ]; then
+		pmc_log "building the debug kernel from linux-source-6.12 $ver (about 15 minutes)"
+		rm -rf "$PMC_CACHE"/debug-*
+		mkdir -p "$src" "$dir/root/boot"
+		tar -xJf /usr/src/linux-source-6.12.tar.xz -C "$src" \
+			--strip-components=1 || pmc_die "cannot unpack linux-source-6.12"
+		jobs=$(nproc)
+		(cd "$src" && make -s tinyconfig &&
+			scripts/kconfig/merge_config.sh -m .config "$frag" > /dev/null &&
+			make -s olddefconfig) > "$dir/config.log" 2>&1 ||
+			pmc_die "debug kernel config failed: $dir/config.log"
+		for o in KASAN PROVE_LOCKING DEBUG_KMEMLEAK DEBUG_ATOMIC_SLEEP \
+			FAULT_INJECTION ACPI_NFIT BLK_DEV_PMEM FS_DAX NVDIMM_PFN \
+			NET_9P_VIRTIO 9P_FS BLK_DEV_DM MODULE_UNLOAD; do
+			grep -q "^CONFIG_$o=y" "$src/.config" ||
+				pmc_die "debug kernel config lost CONFIG_$o"
+		done
+		(cd "$src" && make -j"$jobs" bzImage modules &&
+			make -s modules_install INSTALL_MOD_PATH="$dir/root" \
+				INSTALL_MOD_STRIP=1) > "$dir/build.log" 2>&1 ||
+			pmc_die "debug kernel build failed: $dir/build.log"
+		cp "$src/arch/x86/boot/bzImage" "$dir/root/boot/vmlinuz"
+		touch "$dir/.done"
+	fi
+	PMC_KVER=$(make -s -C "$src" kernelrelease)
+	PMC_KDIR=$src
+	PMC_KROOT=$dir/root
+	PMC_VMLINUZ=$dir/root/boot/vmlinuz
+}
+
 # The initramfs: static busybox, the virtio and 9p modules, tests/vm/init.
 # Cached under a name that changes with its inputs.
 pmc_initramfs() {
@@ -98,10 +139,18 @@ pmc_build_module() {
 		{ cat "$1" >&2; pmc_die "module build failed"; }
 }
 
+# KERNEL=debug selects the debug kernel, anything else Debian's 6.1.
 pmc_prepare() {
+	if [ "${KERNEL:-}" = debug ]; then
+		PMC_PACKAGES="$PMC_PACKAGES linux-source-6.12 flex bison bc libelf-dev libssl-dev"
+	fi
 	pmc_install_packages
 	mkdir -p "$PMC_CACHE"
-	pmc_kernel
+	if [ "${KERNEL:-}" = debug ]; then
+		pmc_debug_kernel
+	else
+		pmc_kernel
+	fi
 	pmc_initramfs
 }
 
