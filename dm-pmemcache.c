@@ -9,20 +9,31 @@
  * The options are those of dm-writecache, with the same names, ranges
  * and defaults; see Documentation/admin-guide.md.
  *
- * What works so far: the table is parsed and validated in full, the cache
- * device is claimed and mapped (pmem_map.c), and every bio is passed
- * through to the origin unchanged.  The cache engine is not written yet.
+ * Writes are copied into persistent memory and committed (flush.c has
+ * the persistence rules); reads of cached blocks are served from it;
+ * committed blocks are written back to the origin in the background.
+ * The on-media format is described in dm-pmemcache.h.
  */
 
 #include <linux/module.h>
 #include <linux/init.h>
 #include <linux/bio.h>
 #include <linux/blkdev.h>
+#include <linux/crc32c.h>
+#include <linux/highmem.h>
 #include <linux/kernel.h>
+#include <linux/ktime.h>
 #include <linux/log2.h>
+#include <linux/mm.h>
 #include <linux/percpu.h>
+#include <linux/random.h>
+#include <linux/rbtree.h>
 #include <linux/slab.h>
 #include <linux/string.h>
+#include <linux/uaccess.h>
+#include <linux/vmalloc.h>
+#include <linux/wait.h>
+#include <linux/workqueue.h>
 
 #include "dm-pmemcache.h"
 
@@ -98,10 +109,47 @@ struct pmc_options {
 /* Counters of the status line, per CPU so that the I/O path shares nothing. */
 struct pmc_stats {
 	u64 reads;
+	u64 read_hits;
 	u64 writes;
+	u64 write_hits_uncommitted;
+	u64 write_hits_committed;
 	u64 writes_around;
+	u64 writes_allocated;
+	u64 writes_blocked;
 	u64 flushes;
 	u64 discards;
+};
+
+/* Where a cache block is in its life; see struct pmc_block. */
+enum pmc_state {
+	PMC_FREE,	/* on the free list; its entry's seq is 0 on media */
+	PMC_DIRTY,	/* holds data not yet on the origin */
+	PMC_WRITEBACK,	/* being written to the origin */
+	PMC_DYING,	/* out of the index, freed when no one uses it */
+};
+
+/**
+ * struct pmc_block - the in-memory state of one cache block (64 bytes)
+ * @node: in pmemcache.index, by @origin, while the block is the newest
+ *        version of its origin block
+ * @list: on pmemcache.free, .superseded or a writeback batch
+ * @origin: the origin block cached here
+ * @seq: the commit sequence of the write that filled it; once superseded,
+ *       the sequence of the write that superseded it
+ * @users: readers and writers copying data in or out right now
+ * @state: enum pmc_state
+ * @indexed: @node is in pmemcache.index
+ * @age: jiffies when the block was filled (for max_age)
+ */
+struct pmc_block {
+	struct rb_node node;
+	struct list_head list;
+	u64 origin;
+	u64 seq;
+	u16 users;
+	u8 state;
+	u8 indexed;
+	u32 age;
 };
 
 /**
@@ -114,8 +162,47 @@ struct pmc_stats {
  * @block_shift: log2(@block_size)
  * @opts: the optional arguments
  * @stats: per-CPU counters, summed for the status line
- *
- * Everything but @stats is set in the constructor and constant after it.
+ * @sb: the superblock in pmem
+ * @entries: the entry array in pmem
+ * @data: data block 0 in pmem
+ * @nr_blocks: data blocks in the cache
+ * @origin_blocks: blocks of the target's length
+ * @crc_seed: crc32c of the superblock's uuid
+ * @blocks: in-memory state, one per data block
+ * @lock: protects @index, @free, @superseded, @nr_free, @nr_writeback,
+ *        @seq_open, @epoch_writes, the fields of every struct pmc_block,
+ *        @cleaner and @loaded
+ * @index: struct pmc_block by origin block
+ * @free: free blocks, entries already zeroed on media
+ * @superseded: blocks replaced by a newer write, freed once it commits
+ * @nr_free: blocks on @free
+ * @nr_writeback: blocks in state PMC_WRITEBACK
+ * @seq_open: sequence number given to writes now; @committed + 1 or more
+ * @committed: the highest sequence number durable on media
+ * @epoch_writes: blocks written in epoch @seq_open
+ * @inflight: writers still copying, by parity of their sequence number
+ * @inflight_wait: commit waits here for @inflight to drain
+ * @free_wait: writers wait here for a free block
+ * @commit_lock: serialises commits
+ * @wq: runs commits and writeback
+ * @commit_work: an asynchronous commit (autocommit)
+ * @autocommit_work: the autocommit_time timer
+ * @writeback_work: the writeback loop
+ * @max_age_work: the max_age timer
+ * @wb_bios: bio set for writeback bios
+ * @wb_all: write back every block, whatever the watermarks (counted)
+ * @wb_active: writeback went above high_watermark, runs to low_watermark
+ * @wb_age_due: the max_age timer asks for a pass over old blocks
+ * @cleaner: cleaner mode (option or message)
+ * @flush_on_suspend: write back everything when suspended
+ * @suspended: no writeback, no timers
+ * @loaded: the index was built from the media
+ * @error: a latched error (negative errno); the device fails all I/O
+ * @wb_errors: origin write errors seen by writeback
+ * @media_errors: machine checks seen reading the cache
+ * @meta_errors: entries found corrupt when loading
+ * @nr_bad: blocks never used (unreadable metadata)
+ * @wb_done: writeback waiters (flush message) wait here
  */
 struct pmemcache {
 	struct dm_target *ti;
@@ -126,6 +213,49 @@ struct pmemcache {
 	unsigned int block_shift;
 	struct pmc_options opts;
 	struct pmc_stats __percpu *stats;
+
+	struct pmc_sb *sb;
+	struct pmc_entry *entries;
+	void *data;
+	u64 nr_blocks;
+	u64 origin_blocks;
+	u32 crc_seed;
+	struct pmc_block *blocks;
+
+	spinlock_t lock;
+	struct rb_root index;
+	struct list_head free;
+	struct list_head superseded;
+	u64 nr_free;
+	u64 nr_writeback;
+	u64 seq_open;
+	u64 committed;
+	u64 epoch_writes;
+	atomic_t inflight[2];
+	wait_queue_head_t inflight_wait;
+	wait_queue_head_t free_wait;
+
+	struct mutex commit_lock;
+	struct workqueue_struct *wq;
+	struct work_struct commit_work;
+	struct delayed_work autocommit_work;
+	struct delayed_work writeback_work;
+	struct delayed_work max_age_work;
+	struct bio_set wb_bios;
+
+	atomic_t wb_all;
+	bool wb_active;
+	bool wb_age_due;
+	bool cleaner;
+	bool flush_on_suspend;
+	bool suspended;
+	bool loaded;
+	int error;
+	atomic64_t wb_errors;
+	atomic64_t media_errors;
+	u64 meta_errors;
+	u64 nr_bad;
+	wait_queue_head_t wb_done;
 };
 
 static bool pmc_given(const struct pmc_options *o, enum pmc_opt opt)
@@ -194,8 +324,1095 @@ static int pmc_parse_options(struct pmc_options *o, struct dm_arg_set *as,
 	return 0;
 }
 
+/* ---- cache blocks, entries, the index ---- */
+
+static inline u64 pmc_idx(struct pmemcache *pc, struct pmc_block *b)
+{
+	return b - pc->blocks;
+}
+
+static inline void *pmc_data(struct pmemcache *pc, struct pmc_block *b)
+{
+	return pc->data + (pmc_idx(pc, b) << pc->block_shift);
+}
+
+static u32 pmc_entry_crc(struct pmemcache *pc, u64 origin, u64 seq, u64 idx)
+{
+	__le64 v[3] = { cpu_to_le64(origin), cpu_to_le64(seq), cpu_to_le64(idx) };
+
+	return crc32c(pc->crc_seed, v, sizeof(v));
+}
+
+static u32 pmc_commit_crc(struct pmemcache *pc, u64 seq)
+{
+	__le64 v = cpu_to_le64(seq);
+
+	return crc32c(pc->crc_seed, &v, sizeof(v));
+}
+
+/* Write the entry of @b; durable after the next fence.  Under pc->lock. */
+static void pmc_write_entry(struct pmemcache *pc, struct pmc_block *b)
+{
+	u64 i = pmc_idx(pc, b);
+	struct pmc_entry e = {
+		.origin = cpu_to_le64(b->origin),
+		.seq = cpu_to_le64(b->seq),
+		.crc = cpu_to_le32(pmc_entry_crc(pc, b->origin, b->seq, i)),
+	};
+
+	pmc_copy_to_pmem(&pc->entries[i], &e, sizeof(e));
+}
+
+/* Free entry @i on media (after the next fence): one 8-byte store. */
+static void pmc_clear_entry(struct pmemcache *pc, u64 i)
+{
+	__le64 zero = 0;
+
+	pmc_copy_to_pmem(&pc->entries[i].seq, &zero, sizeof(zero));
+}
+
+static struct pmc_block *pmc_lookup(struct pmemcache *pc, u64 origin)
+{
+	struct rb_node *n = pc->index.rb_node;
+
+	while (n) {
+		struct pmc_block *b = rb_entry(n, struct pmc_block, node);
+
+		if (origin < b->origin)
+			n = n->rb_left;
+		else if (origin > b->origin)
+			n = n->rb_right;
+		else
+			return b;
+	}
+	return NULL;
+}
+
+/* The first indexed block caching @origin or a later origin block. */
+static struct pmc_block *pmc_lookup_ge(struct pmemcache *pc, u64 origin)
+{
+	struct rb_node *n = pc->index.rb_node;
+	struct pmc_block *best = NULL;
+
+	while (n) {
+		struct pmc_block *b = rb_entry(n, struct pmc_block, node);
+
+		if (origin < b->origin) {
+			best = b;
+			n = n->rb_left;
+		} else if (origin > b->origin) {
+			n = n->rb_right;
+		} else {
+			return b;
+		}
+	}
+	return best;
+}
+
+static void pmc_index_insert(struct pmemcache *pc, struct pmc_block *nb)
+{
+	struct rb_node **p = &pc->index.rb_node, *parent = NULL;
+
+	while (*p) {
+		struct pmc_block *b = rb_entry(*p, struct pmc_block, node);
+
+		parent = *p;
+		p = nb->origin < b->origin ? &(*p)->rb_left : &(*p)->rb_right;
+	}
+	rb_link_node(&nb->node, parent, p);
+	rb_insert_color(&nb->node, &pc->index);
+	nb->indexed = 1;
+}
+
+static void pmc_index_erase(struct pmemcache *pc, struct pmc_block *b)
+{
+	rb_erase(&b->node, &pc->index);
+	b->indexed = 0;
+}
+
+/*
+ * A block whose entry is zero on media (and fenced) goes back to the free
+ * list, or waits for its last user.  Under pc->lock.
+ */
+static void pmc_release(struct pmemcache *pc, struct pmc_block *b)
+{
+	if (b->users) {
+		b->state = PMC_DYING;
+		return;
+	}
+	b->state = PMC_FREE;
+	list_add(&b->list, &pc->free);
+	pc->nr_free++;
+}
+
+static void pmc_put_user(struct pmemcache *pc, struct pmc_block *b)
+{
+	if (!--b->users && b->state == PMC_DYING) {
+		pmc_release(pc, b);
+		wake_up_all(&pc->free_wait);
+	}
+}
+
+/*
+ * @b was the newest version of its origin block and no longer is (a newer
+ * write, or a discard when @seq is the open sequence).  Its entry must
+ * stay valid on media until @seq is committed.  Under pc->lock.
+ */
+static void pmc_supersede(struct pmemcache *pc, struct pmc_block *b, u64 seq)
+{
+	pmc_index_erase(pc, b);
+	b->seq = seq;
+	if (b->state == PMC_DIRTY)
+		list_add_tail(&b->list, &pc->superseded);
+	/* PMC_WRITEBACK: freed when its writeback ends. */
+}
+
+static u64 pmc_used_percent(struct pmemcache *pc)
+{
+	return div64_u64((pc->nr_blocks - pc->nr_free) * 100, pc->nr_blocks);
+}
+
+static void pmc_kick_writeback(struct pmemcache *pc)
+{
+	if (!READ_ONCE(pc->suspended))
+		mod_delayed_work(pc->wq, &pc->writeback_work, 0);
+}
+
+/* ---- commit ---- */
+
+static void pmc_write_commit(struct pmemcache *pc, u64 seq)
+{
+	struct pmc_commit c = {
+		.seq = cpu_to_le64(seq),
+		.crc = cpu_to_le32(pmc_commit_crc(pc, seq)),
+	};
+
+	pmc_copy_to_pmem((void *)pc->sb + PMC_COMMIT_OFFSET(seq & 1), &c,
+			 sizeof(c));
+	pmc_fence();
+}
+
+/*
+ * Make every write completed before the call durable: close the open
+ * epoch, wait for its writers to finish copying, fence (data and entries
+ * durable), write the commit record and fence again.  Then free the
+ * blocks that the committed writes superseded.
+ */
+static void pmc_commit(struct pmemcache *pc)
+{
+	struct pmc_block *b, *tmp;
+	LIST_HEAD(done);
+	u64 seq = 0;
+
+	mutex_lock(&pc->commit_lock);
+	spin_lock(&pc->lock);
+	if (pc->epoch_writes) {
+		seq = pc->seq_open++;
+		pc->epoch_writes = 0;
+	}
+	spin_unlock(&pc->lock);
+
+	if (seq) {
+		wait_event(pc->inflight_wait,
+			   !atomic_read(&pc->inflight[seq & 1]));
+		pmc_fence();
+		pmc_write_commit(pc, seq);
+	}
+
+	spin_lock(&pc->lock);
+	if (seq)
+		pc->committed = seq;
+	list_for_each_entry_safe(b, tmp, &pc->superseded, list)
+		if (b->seq <= pc->committed)
+			list_move_tail(&b->list, &done);
+	spin_unlock(&pc->lock);
+
+	if (!list_empty(&done)) {
+		list_for_each_entry(b, &done, list)
+			pmc_clear_entry(pc, pmc_idx(pc, b));
+		pmc_fence();
+		spin_lock(&pc->lock);
+		list_for_each_entry_safe(b, tmp, &done, list) {
+			list_del(&b->list);
+			pmc_release(pc, b);
+		}
+		spin_unlock(&pc->lock);
+		wake_up_all(&pc->free_wait);
+	}
+	mutex_unlock(&pc->commit_lock);
+
+	if (seq && pmc_used_percent(pc) >= pc->opts.val[PMC_OPT_HIGH_WATERMARK])
+		pmc_kick_writeback(pc);
+}
+
+static void pmc_commit_work(struct work_struct *w)
+{
+	pmc_commit(container_of(w, struct pmemcache, commit_work));
+}
+
+static void pmc_autocommit_work(struct work_struct *w)
+{
+	pmc_commit(container_of(to_delayed_work(w), struct pmemcache,
+				autocommit_work));
+}
+
+/* ---- writeback ---- */
+
+/**
+ * struct pmc_wb_io - one writeback bio and the blocks it carries
+ * @blocks: the blocks, in origin order
+ * @batch: the batch it belongs to
+ * @list: in the batch's list of bios
+ * @status: the bio's completion status
+ * @bio: the bio (allocated from pmemcache.wb_bios with this as front pad)
+ */
+struct pmc_wb_io {
+	struct list_head blocks;
+	struct pmc_wb_batch *batch;
+	struct list_head list;
+	blk_status_t status;
+	struct bio bio;
+};
+
+/**
+ * struct pmc_wb_batch - writeback bios in flight together
+ * @pending: bios not completed, plus one while submitting
+ * @done: completed when @pending drops to zero
+ * @ios: the struct pmc_wb_io of the batch
+ */
+struct pmc_wb_batch {
+	atomic_t pending;
+	struct completion done;
+	struct list_head ios;
+};
+
+static void pmc_wb_endio(struct bio *bio)
+{
+	struct pmc_wb_io *io = container_of(bio, struct pmc_wb_io, bio);
+
+	io->status = bio->bi_status;
+	if (atomic_dec_and_test(&io->batch->pending))
+		complete(&io->batch->done);
+}
+
+static struct page *pmc_pmem_page(void *addr)
+{
+	if (is_vmalloc_addr(addr))
+		return vmalloc_to_page(addr);
+	return virt_to_page(addr);
+}
+
+/*
+ * Should writeback run now?  Above high_watermark it starts, and goes on
+ * (pc->wb_active) until low_watermark.  Under pc->lock.
+ */
+static bool pmc_wb_wanted(struct pmemcache *pc, bool *active)
+{
+	u64 used = pmc_used_percent(pc);
+
+	if (atomic_read(&pc->wb_all) || pc->cleaner)
+		return true;
+	if (used >= pc->opts.val[PMC_OPT_HIGH_WATERMARK])
+		*active = true;
+	else if (used <= pc->opts.val[PMC_OPT_LOW_WATERMARK])
+		*active = false;
+	return *active;
+}
+
+/*
+ * Take up to @max committed dirty blocks, in origin order, that are older
+ * than @min_age jiffies (0: any).  Under pc->lock.
+ */
+static unsigned int pmc_wb_pick(struct pmemcache *pc, struct list_head *batch,
+				unsigned int max, unsigned long min_age)
+{
+	u32 now = (u32)jiffies;
+	unsigned int n = 0;
+	struct rb_node *node;
+
+	for (node = rb_first(&pc->index); node && n < max;
+	     node = rb_next(node)) {
+		struct pmc_block *b = rb_entry(node, struct pmc_block, node);
+
+		if (b->state != PMC_DIRTY || b->seq > pc->committed)
+			continue;
+		if (min_age && (u32)(now - b->age) < min_age)
+			continue;
+		b->state = PMC_WRITEBACK;
+		list_add_tail(&b->list, batch);
+		pc->nr_writeback++;
+		n++;
+	}
+	return n;
+}
+
+static void pmc_wb_submit(struct pmemcache *pc, struct pmc_wb_batch *batch,
+			  struct pmc_wb_io *io)
+{
+	list_add_tail(&io->list, &batch->ios);
+	atomic_inc(&batch->pending);
+	submit_bio(&io->bio);
+}
+
+/* Write @blocks (sorted by origin) to the origin; merge adjacent ones. */
+static void pmc_wb_write(struct pmemcache *pc, struct list_head *blocks,
+			 struct pmc_wb_batch *batch)
+{
+	blk_opf_t opf = REQ_OP_WRITE |
+		(pmc_given(&pc->opts, PMC_OPT_NOFUA) ? 0 : REQ_FUA);
+	struct pmc_wb_io *io = NULL;
+	struct pmc_block *b, *tmp;
+	u64 next = 0;
+
+	list_for_each_entry_safe(b, tmp, blocks, list) {
+		void *addr = pmc_data(pc, b);
+
+		if (io && (b->origin != next ||
+			   bio_add_page(&io->bio, pmc_pmem_page(addr),
+					pc->block_size,
+					offset_in_page(addr)) != pc->block_size)) {
+			pmc_wb_submit(pc, batch, io);
+			io = NULL;
+		} else if (io) {
+			list_move_tail(&b->list, &io->blocks);
+			next++;
+			continue;
+		}
+		io = container_of(bio_alloc_bioset(pc->origin->bdev,
+						   BIO_MAX_VECS, opf, GFP_NOIO,
+						   &pc->wb_bios),
+				  struct pmc_wb_io, bio);
+		INIT_LIST_HEAD(&io->blocks);
+		io->batch = batch;
+		io->status = BLK_STS_OK;
+		io->bio.bi_iter.bi_sector =
+			b->origin << (pc->block_shift - SECTOR_SHIFT);
+		io->bio.bi_end_io = pmc_wb_endio;
+		__bio_add_page(&io->bio, pmc_pmem_page(addr), pc->block_size,
+			       offset_in_page(addr));
+		list_move_tail(&b->list, &io->blocks);
+		next = b->origin + 1;
+	}
+	if (io)
+		pmc_wb_submit(pc, batch, io);
+}
+
+/*
+ * Finish a batch: blocks whose write (and, with nofua, the origin flush
+ * after it) succeeded are freed: entry zeroed on media, fenced, then out
+ * of the index and onto the free list.  The others stay dirty.
+ * Returns the number of blocks that failed.
+ */
+static unsigned int pmc_wb_finish(struct pmemcache *pc,
+				  struct pmc_wb_batch *batch)
+{
+	struct pmc_wb_io *io, *tmp_io;
+	struct pmc_block *b, *tmp;
+	LIST_HEAD(good);
+	LIST_HEAD(bad);
+	unsigned int failed = 0;
+	int flush_err = 0;
+
+	if (pmc_given(&pc->opts, PMC_OPT_NOFUA))
+		flush_err = blkdev_issue_flush(pc->origin->bdev);
+
+	list_for_each_entry_safe(io, tmp_io, &batch->ios, list) {
+		list_splice_tail_init(&io->blocks,
+				      io->status || flush_err ? &bad : &good);
+		if (io->status || flush_err)
+			DMERR_LIMIT("writeback to %pg failed at sector %llu: %d",
+				    pc->origin->bdev,
+				    (unsigned long long)io->bio.bi_iter.bi_sector,
+				    io->status ? blk_status_to_errno(io->status) :
+				    flush_err);
+		list_del(&io->list);
+		bio_put(&io->bio);
+	}
+
+	list_for_each_entry(b, &good, list)
+		pmc_clear_entry(pc, pmc_idx(pc, b));
+	pmc_fence();
+
+	spin_lock(&pc->lock);
+	list_for_each_entry_safe(b, tmp, &good, list) {
+		list_del(&b->list);
+		pc->nr_writeback--;
+		if (b->indexed)
+			pmc_index_erase(pc, b);
+		pmc_release(pc, b);
+	}
+	list_for_each_entry_safe(b, tmp, &bad, list) {
+		list_del(&b->list);
+		pc->nr_writeback--;
+		failed++;
+		b->state = PMC_DIRTY;
+		/* Superseded meanwhile: keep it until the newer write commits. */
+		if (!b->indexed)
+			list_add_tail(&b->list, &pc->superseded);
+	}
+	spin_unlock(&pc->lock);
+	wake_up_all(&pc->free_wait);
+	if (failed)
+		atomic64_add(failed, &pc->wb_errors);
+	return failed;
+}
+
+static void pmc_writeback_work(struct work_struct *w)
+{
+	struct pmemcache *pc = container_of(to_delayed_work(w),
+					    struct pmemcache, writeback_work);
+	unsigned int max = pc->opts.val[PMC_OPT_WRITEBACK_JOBS] ?: 8192;
+	unsigned long min_age = 0;
+	bool committed_once = false;
+
+	for (;;) {
+		struct pmc_wb_batch batch;
+		LIST_HEAD(blocks);
+		unsigned int n;
+		bool want;
+
+		spin_lock(&pc->lock);
+		want = !pc->suspended && pmc_wb_wanted(pc, &pc->wb_active);
+		if (!want && !pc->suspended && pc->wb_age_due) {
+			want = true;
+			min_age = msecs_to_jiffies(pc->opts.val[PMC_OPT_MAX_AGE]) ?: 1;
+		}
+		n = want ? pmc_wb_pick(pc, &blocks, max, min_age) : 0;
+		if (!n)
+			pc->wb_age_due = false;
+		spin_unlock(&pc->lock);
+
+		if (!n) {
+			/* Uncommitted writes cannot be written back: commit. */
+			if (want && !committed_once && READ_ONCE(pc->epoch_writes)) {
+				committed_once = true;
+				pmc_commit(pc);
+				continue;
+			}
+			break;
+		}
+
+		atomic_set(&batch.pending, 1);
+		init_completion(&batch.done);
+		INIT_LIST_HEAD(&batch.ios);
+		pmc_wb_write(pc, &blocks, &batch);
+		if (!atomic_dec_and_test(&batch.pending))
+			wait_for_completion_io(&batch.done);
+		if (pmc_wb_finish(pc, &batch)) {
+			/* The origin fails: try again in a second. */
+			if (!READ_ONCE(pc->suspended))
+				mod_delayed_work(pc->wq, &pc->writeback_work, HZ);
+			break;
+		}
+		cond_resched();
+	}
+	wake_up_all(&pc->wb_done);
+}
+
+/* max_age: every max_age/2, write back the blocks older than max_age. */
+static void pmc_max_age_work(struct work_struct *w)
+{
+	struct pmemcache *pc = container_of(to_delayed_work(w),
+					    struct pmemcache, max_age_work);
+	unsigned long period = msecs_to_jiffies(pc->opts.val[PMC_OPT_MAX_AGE]) / 2;
+
+	spin_lock(&pc->lock);
+	pc->wb_age_due = true;
+	spin_unlock(&pc->lock);
+	pmc_commit(pc);
+	pmc_kick_writeback(pc);
+	if (!READ_ONCE(pc->suspended))
+		queue_delayed_work(pc->wq, &pc->max_age_work,
+				   max(period, msecs_to_jiffies(100)));
+}
+
+static bool pmc_clean(struct pmemcache *pc)
+{
+	bool clean;
+
+	spin_lock(&pc->lock);
+	clean = pc->nr_free == pc->nr_blocks - pc->nr_bad;
+	spin_unlock(&pc->lock);
+	return clean;
+}
+
+/*
+ * Write back everything: commit, then run writeback until the cache is
+ * clean or writeback fails.  Returns 0, -EIO or -EINTR.
+ */
+static int pmc_write_back_all(struct pmemcache *pc)
+{
+	u64 errors = atomic64_read(&pc->wb_errors);
+	int r = 0;
+
+	atomic_inc(&pc->wb_all);
+	for (;;) {
+		pmc_commit(pc);
+		mod_delayed_work(pc->wq, &pc->writeback_work, 0);
+		flush_delayed_work(&pc->writeback_work);
+		if (pmc_clean(pc))
+			break;
+		if (atomic64_read(&pc->wb_errors) != errors) {
+			r = -EIO;
+			break;
+		}
+		if (fatal_signal_pending(current)) {
+			r = -EINTR;
+			break;
+		}
+		/* Blocks in use by readers: let them finish. */
+		schedule_timeout_interruptible(HZ / 100);
+	}
+	atomic_dec(&pc->wb_all);
+	return r;
+}
+
+/* ---- the I/O path ---- */
+
+/* Copy @len bytes from @bio at @iter into pmem at @dst; advances @iter. */
+static void pmc_copy_from_bio(struct bio *bio, struct bvec_iter *iter,
+			      void *dst, unsigned int len)
+{
+	while (len) {
+		struct bio_vec bv = bio_iter_iovec(bio, *iter);
+		unsigned int n = min(len, bv.bv_len);
+		void *src = bvec_kmap_local(&bv);
+
+		pmc_copy_to_pmem(dst, src, n);
+		kunmap_local(src);
+		bio_advance_iter_single(bio, iter, n);
+		dst += n;
+		len -= n;
+	}
+}
+
+/*
+ * Copy @len bytes from pmem at @src into @bio at @iter, machine-check
+ * safe.  Returns false on a media error.
+ */
+static bool pmc_copy_to_bio(struct bio *bio, struct bvec_iter *iter,
+			    void *src, unsigned int len)
+{
+	bool ok = true;
+
+	while (len) {
+		struct bio_vec bv = bio_iter_iovec(bio, *iter);
+		unsigned int n = min(len, bv.bv_len);
+		void *dst = bvec_kmap_local(&bv);
+
+		if (copy_mc_to_kernel(dst, src, n))
+			ok = false;
+		kunmap_local(dst);
+		bio_advance_iter_single(bio, iter, n);
+		src += n;
+		len -= n;
+	}
+	return ok;
+}
+
+static void pmc_remap(struct pmemcache *pc, struct bio *bio)
+{
+	bio_set_dev(bio, pc->origin->bdev);
+}
+
+/*
+ * Reads: the first run of blocks that are all cached, or all not, is
+ * served (from pmem, or by remapping to the origin); dm sends the rest
+ * of the bio again.
+ */
+#define PMC_READ_RUN	32
+
+static int pmc_map_read(struct pmemcache *pc, struct bio *bio)
+{
+	u64 first = bio->bi_iter.bi_sector >> (pc->block_shift - SECTOR_SHIFT);
+	unsigned int nr = bio_sectors(bio) >> (pc->block_shift - SECTOR_SHIFT);
+	struct pmc_block *run[PMC_READ_RUN];
+	struct bvec_iter iter;
+	unsigned int i, n;
+	bool cached, ok = true;
+
+	spin_lock(&pc->lock);
+	run[0] = pmc_lookup(pc, first);
+	cached = run[0];
+	for (n = 1; n < nr; n++) {
+		struct pmc_block *b = pmc_lookup(pc, first + n);
+
+		if (!b != !cached || (cached && n == PMC_READ_RUN))
+			break;
+		if (cached)
+			run[n] = b;
+	}
+	if (cached)
+		for (i = 0; i < n; i++)
+			run[i]->users++;
+	spin_unlock(&pc->lock);
+
+	this_cpu_add(pc->stats->reads, n);
+	if (n < nr)
+		dm_accept_partial_bio(bio, n << (pc->block_shift - SECTOR_SHIFT));
+	if (!cached) {
+		pmc_remap(pc, bio);
+		return DM_MAPIO_REMAPPED;
+	}
+
+	this_cpu_add(pc->stats->read_hits, n);
+	iter = bio->bi_iter;
+	for (i = 0; i < n; i++)
+		if (!pmc_copy_to_bio(bio, &iter, pmc_data(pc, run[i]),
+				     pc->block_size))
+			ok = false;
+	spin_lock(&pc->lock);
+	for (i = 0; i < n; i++)
+		pmc_put_user(pc, run[i]);
+	spin_unlock(&pc->lock);
+	if (!ok) {
+		atomic64_inc(&pc->media_errors);
+		DMERR_LIMIT("%pg: media error reading the cache for origin block %llu",
+			    pc->pmem.dev->bdev, first);
+		bio->bi_status = BLK_STS_IOERR;
+	}
+	bio_endio(bio);
+	return DM_MAPIO_SUBMITTED;
+}
+
+/*
+ * The block a write of @origin goes to, with a user and an in-flight
+ * writer counted; NULL when it is to go around the cache (block not
+ * cached and !@promote: cleaner mode, or metadata_only and not REQ_META).  A block of the open epoch is written in place; any
+ * other is replaced by a new block, so that the committed version
+ * survives until the new one is committed.
+ */
+static struct pmc_block *pmc_write_block(struct pmemcache *pc, u64 origin,
+					 bool promote)
+{
+	struct pmc_block *b, *nb;
+
+	spin_lock(&pc->lock);
+again:
+	b = pmc_lookup(pc, origin);
+	if (b && b->state == PMC_DIRTY && b->seq == pc->seq_open) {
+		this_cpu_inc(pc->stats->write_hits_uncommitted);
+		nb = b;
+		goto got;
+	}
+	if (!b && !promote) {
+		spin_unlock(&pc->lock);
+		return NULL;
+	}
+	if (list_empty(&pc->free)) {
+		bool epoch = pc->epoch_writes;
+
+		this_cpu_inc(pc->stats->writes_blocked);
+		spin_unlock(&pc->lock);
+		if (epoch)
+			queue_work(pc->wq, &pc->commit_work);
+		pmc_kick_writeback(pc);
+		wait_event(pc->free_wait, READ_ONCE(pc->nr_free));
+		spin_lock(&pc->lock);
+		goto again;
+	}
+	nb = list_first_entry(&pc->free, struct pmc_block, list);
+	list_del(&nb->list);
+	pc->nr_free--;
+	nb->origin = origin;
+	nb->seq = pc->seq_open;
+	nb->state = PMC_DIRTY;
+	nb->age = (u32)jiffies;
+	if (b) {
+		if (b->seq <= pc->committed)
+			this_cpu_inc(pc->stats->write_hits_committed);
+		pmc_supersede(pc, b, nb->seq);
+	}
+	pmc_index_insert(pc, nb);
+	pmc_write_entry(pc, nb);
+	pc->epoch_writes++;
+	this_cpu_inc(pc->stats->writes_allocated);
+got:
+	nb->users++;
+	atomic_inc(&pc->inflight[nb->seq & 1]);
+	spin_unlock(&pc->lock);
+	return nb;
+}
+
+static void pmc_write_done(struct pmemcache *pc, struct pmc_block *b, u64 seq)
+{
+	spin_lock(&pc->lock);
+	pmc_put_user(pc, b);
+	spin_unlock(&pc->lock);
+	if (atomic_dec_and_test(&pc->inflight[seq & 1]))
+		wake_up_all(&pc->inflight_wait);
+}
+
+static int pmc_map_write(struct pmemcache *pc, struct bio *bio, bool promote)
+{
+	u64 first = bio->bi_iter.bi_sector >> (pc->block_shift - SECTOR_SHIFT);
+	unsigned int nr = bio_sectors(bio) >> (pc->block_shift - SECTOR_SHIFT);
+	struct bvec_iter iter = bio->bi_iter;
+	unsigned int i;
+	u64 written;
+
+	for (i = 0; i < nr; i++) {
+		struct pmc_block *b = pmc_write_block(pc, first + i, promote);
+		u64 seq;
+
+		if (!b)
+			break;
+		seq = b->seq;
+		pmc_copy_from_bio(bio, &iter, pmc_data(pc, b), pc->block_size);
+		pmc_write_done(pc, b, seq);
+	}
+	this_cpu_add(pc->stats->writes, i);
+
+	if (!i) {
+		/* Not cached and not to be promoted: around the cache. */
+		unsigned int n = 1;
+
+		spin_lock(&pc->lock);
+		while (n < nr && !pmc_lookup(pc, first + n))
+			n++;
+		spin_unlock(&pc->lock);
+		this_cpu_add(pc->stats->writes, n);
+		this_cpu_add(pc->stats->writes_around, n);
+		if (n < nr)
+			dm_accept_partial_bio(bio, n << (pc->block_shift - SECTOR_SHIFT));
+		pmc_remap(pc, bio);
+		return DM_MAPIO_REMAPPED;
+	}
+	if (i < nr)
+		dm_accept_partial_bio(bio, i << (pc->block_shift - SECTOR_SHIFT));
+
+	if (bio->bi_opf & REQ_FUA) {
+		pmc_commit(pc);
+	} else {
+		spin_lock(&pc->lock);
+		written = pc->epoch_writes;
+		spin_unlock(&pc->lock);
+		if (written >= pc->opts.val[PMC_OPT_AUTOCOMMIT_BLOCKS])
+			queue_work(pc->wq, &pc->commit_work);
+		else if (written && !delayed_work_pending(&pc->autocommit_work))
+			queue_delayed_work(pc->wq, &pc->autocommit_work,
+					   msecs_to_jiffies(pc->opts.val[PMC_OPT_AUTOCOMMIT_TIME]));
+	}
+	if (pmc_used_percent(pc) >= pc->opts.val[PMC_OPT_HIGH_WATERMARK] &&
+	    !delayed_work_pending(&pc->writeback_work))
+		pmc_kick_writeback(pc);
+	bio_endio(bio);
+	return DM_MAPIO_SUBMITTED;
+}
+
+/* Discards drop the cached blocks in range and go on to the origin. */
+static int pmc_map_discard(struct pmemcache *pc, struct bio *bio)
+{
+	u64 first = bio->bi_iter.bi_sector >> (pc->block_shift - SECTOR_SHIFT);
+	u64 end = first + (bio_sectors(bio) >> (pc->block_shift - SECTOR_SHIFT));
+	struct pmc_block *b, *next;
+	LIST_HEAD(dead);
+
+	this_cpu_add(pc->stats->discards, end - first);
+	spin_lock(&pc->lock);
+	for (b = pmc_lookup_ge(pc, first); b && b->origin < end; b = next) {
+		struct rb_node *n = rb_next(&b->node);
+
+		next = n ? rb_entry(n, struct pmc_block, node) : NULL;
+		if (b->state == PMC_DIRTY) {
+			pmc_index_erase(pc, b);
+			list_add_tail(&b->list, &dead);
+			pmc_clear_entry(pc, pmc_idx(pc, b));
+		} else {
+			/* Under writeback: freed when that ends. */
+			pmc_supersede(pc, b, pc->committed);
+		}
+	}
+	if (!list_empty(&dead)) {
+		pmc_fence();
+		list_for_each_entry_safe(b, next, &dead, list) {
+			list_del(&b->list);
+			pmc_release(pc, b);
+		}
+	}
+	spin_unlock(&pc->lock);
+	wake_up_all(&pc->free_wait);
+	pmc_remap(pc, bio);
+	return DM_MAPIO_REMAPPED;
+}
+
+static int pmc_map(struct dm_target *ti, struct bio *bio)
+{
+	struct pmemcache *pc = ti->private;
+
+	bio->bi_iter.bi_sector = dm_target_offset(ti, bio->bi_iter.bi_sector);
+	if (unlikely(READ_ONCE(pc->error))) {
+		bio->bi_status = errno_to_blk_status(pc->error);
+		bio_endio(bio);
+		return DM_MAPIO_SUBMITTED;
+	}
+	if (bio->bi_opf & REQ_PREFLUSH) {
+		/* dm sends the flush as an empty bio; data comes separately. */
+		this_cpu_inc(pc->stats->flushes);
+		pmc_commit(pc);
+		bio_endio(bio);
+		return DM_MAPIO_SUBMITTED;
+	}
+	switch (bio_op(bio)) {
+	case REQ_OP_READ:
+		return pmc_map_read(pc, bio);
+	case REQ_OP_WRITE:
+		return pmc_map_write(pc, bio, !READ_ONCE(pc->cleaner) &&
+				     (!pmc_given(&pc->opts, PMC_OPT_METADATA_ONLY) ||
+				      (bio->bi_opf & REQ_META)));
+	case REQ_OP_DISCARD:
+		return pmc_map_discard(pc, bio);
+	default:
+		pmc_remap(pc, bio);
+		return DM_MAPIO_REMAPPED;
+	}
+}
+
+/* ---- on-media format: create, check, load ---- */
+
+static u32 pmc_sb_crc(const struct pmc_sb *sb)
+{
+	return crc32c(~0U, sb, offsetof(struct pmc_sb, crc));
+}
+
+/* Blocks that fit in @size bytes of cache, with the superblock and entries. */
+static u64 pmc_fit_blocks(u64 size, unsigned int block_size)
+{
+	u64 n;
+
+	if (size < PMC_SB_SIZE)
+		return 0;
+	n = div64_u64(size - PMC_SB_SIZE, block_size + sizeof(struct pmc_entry));
+	while (n && PMC_SB_SIZE + round_up(n * sizeof(struct pmc_entry), PAGE_SIZE) +
+	       n * block_size > size)
+		n--;
+	return n;
+}
+
+static void pmc_layout(struct pmemcache *pc, u64 nr_blocks)
+{
+	pc->nr_blocks = nr_blocks;
+	pc->sb = pc->pmem.addr;
+	pc->entries = pc->pmem.addr + PMC_SB_SIZE;
+	pc->data = pc->pmem.addr + PMC_SB_SIZE +
+		round_up(nr_blocks * sizeof(struct pmc_entry), PAGE_SIZE);
+}
+
+/* Format: zero the entries, then write the superblock and commit 0. */
+static void pmc_format(struct pmemcache *pc, u64 nr_blocks)
+{
+	void *zero = page_address(ZERO_PAGE(0));
+	struct pmc_sb sb = { };
+	size_t done, len;
+	u64 bytes;
+
+	pmc_layout(pc, nr_blocks);
+	bytes = (void *)pc->data - (void *)pc->entries;
+	for (done = 0; done < bytes; done += len) {
+		len = min_t(size_t, bytes - done, PAGE_SIZE);
+		pmc_copy_to_pmem((void *)pc->entries + done, zero, len);
+		cond_resched();
+	}
+	pmc_copy_to_pmem((void *)pc->sb + PMC_COMMIT_OFFSET(1), zero,
+			 sizeof(struct pmc_commit));
+	pmc_fence();
+
+	sb.magic = cpu_to_le32(PMC_MAGIC);
+	sb.version = cpu_to_le32(PMC_VERSION);
+	sb.block_size = cpu_to_le32(pc->block_size);
+	sb.nr_blocks = cpu_to_le64(nr_blocks);
+	sb.entries_offset = cpu_to_le64((void *)pc->entries - pc->pmem.addr);
+	sb.data_offset = cpu_to_le64(pc->data - pc->pmem.addr);
+	get_random_bytes(sb.uuid, sizeof(sb.uuid));
+	sb.crc = cpu_to_le32(pmc_sb_crc(&sb));
+	pc->crc_seed = crc32c(~0U, sb.uuid, sizeof(sb.uuid));
+	pmc_copy_to_pmem(pc->sb, &sb, sizeof(sb));
+	pmc_write_commit(pc, 0);
+	DMINFO("%pg: formatted a cache of %llu blocks of %u bytes",
+	       pc->pmem.dev->bdev, nr_blocks, pc->block_size);
+}
+
+/*
+ * At construction: format a cache whose first sector is zero, accept one
+ * of ours that matches the table, refuse anything else.  Only the
+ * superblock is read here; the entries are read at resume (pmc_load).
+ */
+static int pmc_open_cache(struct pmemcache *pc)
+{
+	struct dm_target *ti = pc->ti;
+	u64 fit = pmc_fit_blocks(pc->pmem.size, pc->block_size);
+	struct pmc_sb sb;
+	u8 first[SECTOR_SIZE];
+
+	if (fit < PMC_MIN_BLOCKS) {
+		ti->error = "Cache device too small: it must hold at least 8 blocks after the metadata";
+		return -EINVAL;
+	}
+	if (copy_mc_to_kernel(first, pc->pmem.addr, sizeof(first)) ||
+	    copy_mc_to_kernel(&sb, pc->pmem.addr, sizeof(sb))) {
+		ti->error = "Media error reading the cache superblock";
+		return -EIO;
+	}
+	if (!memchr_inv(first, 0, sizeof(first))) {
+		pmc_format(pc, fit);
+		return 0;
+	}
+	if (le32_to_cpu(sb.magic) != PMC_MAGIC) {
+		ti->error = "Cache device holds something else (no pmemcache superblock); to use it anyway, zero its first sector";
+		return -EINVAL;
+	}
+	if (le32_to_cpu(sb.crc) != pmc_sb_crc(&sb)) {
+		ti->error = "Cache superblock checksum is wrong; to start over (losing the cached data), zero its first sector";
+		return -EINVAL;
+	}
+	if (le32_to_cpu(sb.version) != PMC_VERSION || sb.features) {
+		DMERR("%pg: cache format version %u features %#x, this module knows version %u",
+		      pc->pmem.dev->bdev, le32_to_cpu(sb.version),
+		      le32_to_cpu(sb.features), PMC_VERSION);
+		ti->error = "Cache format version or features unknown to this module; use a newer module";
+		return -EINVAL;
+	}
+	if (le32_to_cpu(sb.block_size) != pc->block_size) {
+		DMERR("%pg: the cache was formatted with block size %u",
+		      pc->pmem.dev->bdev, le32_to_cpu(sb.block_size));
+		ti->error = "Block size does not match the cache's superblock; use the block size it was formatted with";
+		return -EINVAL;
+	}
+	if (le64_to_cpu(sb.nr_blocks) != fit) {
+		DMERR("%pg: the cache was formatted for %llu blocks, the device now holds %llu",
+		      pc->pmem.dev->bdev, le64_to_cpu(sb.nr_blocks), fit);
+		ti->error = "Cache size (or start_sector) differs from the one it was formatted with";
+		return -EINVAL;
+	}
+	pmc_layout(pc, fit);
+	if (le64_to_cpu(sb.entries_offset) != (void *)pc->entries - pc->pmem.addr ||
+	    le64_to_cpu(sb.data_offset) != pc->data - pc->pmem.addr) {
+		ti->error = "Cache superblock offsets are inconsistent";
+		return -EINVAL;
+	}
+	pc->crc_seed = crc32c(~0U, sb.uuid, sizeof(sb.uuid));
+	return 0;
+}
+
+/* The highest valid commit record, or -1 if neither is valid. */
+static s64 pmc_read_commit(struct pmemcache *pc)
+{
+	s64 best = -1;
+	int slot;
+
+	for (slot = 0; slot < 2; slot++) {
+		struct pmc_commit c;
+		u64 seq;
+
+		if (copy_mc_to_kernel(&c, (void *)pc->sb + PMC_COMMIT_OFFSET(slot),
+				      sizeof(c)))
+			continue;
+		seq = le64_to_cpu(c.seq);
+		if ((seq & 1) == slot && seq <= S64_MAX &&
+		    le32_to_cpu(c.crc) == pmc_commit_crc(pc, seq) &&
+		    (s64)seq > best)
+			best = seq;
+	}
+	return best;
+}
+
+/*
+ * Build the index from the entries: the valid entry with the highest seq
+ * of each origin block wins; the others, and uncommitted leftovers of a
+ * crash, are zeroed so that a later commit cannot revive them.
+ */
+static int pmc_load(struct pmemcache *pc)
+{
+	s64 committed = pmc_read_commit(pc);
+	u64 i, nr_dirty = 0, dropped = 0;
+	ktime_t t0 = ktime_get();
+
+	if (committed < 0) {
+		DMERR("%pg: no valid commit record; the cache is damaged",
+		      pc->pmem.dev->bdev);
+		return -EIO;
+	}
+	pc->committed = committed;
+	pc->seq_open = committed + 1;
+
+	for (i = 0; i < pc->nr_blocks; i++) {
+		struct pmc_block *b = &pc->blocks[i], *old;
+		struct pmc_entry e;
+		u64 seq, origin;
+
+		if (!(i & 4095))
+			cond_resched();
+		b->state = PMC_FREE;
+		if (copy_mc_to_kernel(&e, &pc->entries[i], sizeof(e))) {
+			/* Unreadable: never used again. */
+			pc->meta_errors++;
+			pc->nr_bad++;
+			b->state = PMC_DYING;
+			continue;
+		}
+		seq = le64_to_cpu(e.seq);
+		origin = le64_to_cpu(e.origin);
+		if (!seq)
+			goto free;
+		if (seq > committed) {
+			dropped++;
+			goto clear;
+		}
+		if (le32_to_cpu(e.crc) != pmc_entry_crc(pc, origin, seq, i) ||
+		    origin >= pc->origin_blocks) {
+			pc->meta_errors++;
+			DMERR_LIMIT("%pg: entry %llu is corrupt (origin block %llu, seq %llu); its data is lost",
+				    pc->pmem.dev->bdev, i, origin, seq);
+			goto clear;
+		}
+		b->origin = origin;
+		b->seq = seq;
+		old = pmc_lookup(pc, origin);
+		if (old && old->seq >= seq)
+			goto clear;
+		if (old) {
+			pmc_index_erase(pc, old);
+			pmc_clear_entry(pc, pmc_idx(pc, old));
+			old->state = PMC_FREE;
+			list_add(&old->list, &pc->free);
+			pc->nr_free++;
+			nr_dirty--;
+		}
+		b->state = PMC_DIRTY;
+		b->age = (u32)jiffies;
+		pmc_index_insert(pc, b);
+		nr_dirty++;
+		continue;
+clear:
+		pmc_clear_entry(pc, i);
+free:
+		list_add_tail(&b->list, &pc->free);
+		pc->nr_free++;
+	}
+	pmc_fence();
+	DMINFO("%pg: loaded %llu dirty blocks of %llu, commit %lld, %llu uncommitted dropped, %llu corrupt, in %lld us",
+	       pc->pmem.dev->bdev, nr_dirty, pc->nr_blocks, committed, dropped,
+	       pc->meta_errors, ktime_us_delta(ktime_get(), t0));
+	return 0;
+}
+
+static void pmc_stop_work(struct pmemcache *pc)
+{
+	spin_lock(&pc->lock);
+	pc->suspended = true;
+	spin_unlock(&pc->lock);
+	cancel_delayed_work_sync(&pc->max_age_work);
+	cancel_delayed_work_sync(&pc->writeback_work);
+	cancel_delayed_work_sync(&pc->autocommit_work);
+	flush_work(&pc->commit_work);
+}
+
 static void pmc_free(struct pmemcache *pc)
 {
+	if (pc->wq)
+		destroy_workqueue(pc->wq);
+	bioset_exit(&pc->wb_bios);
+	kvfree(pc->blocks);
 	pmc_pmem_map_release(&pc->pmem);
 	if (pc->pmem.dev)
 		dm_put_device(pc->ti, pc->pmem.dev);
@@ -326,15 +1543,43 @@ static int pmc_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 			       pc->opts.val[PMC_OPT_START_SECTOR]);
 	if (r)
 		goto bad;
-	if ((pc->pmem.size >> pc->block_shift) == 0) {
-		ti->error = "Cache device holds no block of this size";
-		r = -EINVAL;
+	pc->origin_blocks = ti->len >> (pc->block_shift - SECTOR_SHIFT);
+	r = pmc_open_cache(pc);
+	if (r)
 		goto bad;
-	}
 
 	pc->stats = alloc_percpu(struct pmc_stats);
-	if (!pc->stats) {
-		ti->error = "Cannot allocate statistics";
+	pc->blocks = kvcalloc(pc->nr_blocks, sizeof(*pc->blocks), GFP_KERNEL);
+	if (!pc->stats || !pc->blocks) {
+		ti->error = "Cannot allocate memory for the cache index";
+		r = -ENOMEM;
+		goto bad;
+	}
+	spin_lock_init(&pc->lock);
+	pc->index = RB_ROOT;
+	INIT_LIST_HEAD(&pc->free);
+	INIT_LIST_HEAD(&pc->superseded);
+	init_waitqueue_head(&pc->inflight_wait);
+	init_waitqueue_head(&pc->free_wait);
+	init_waitqueue_head(&pc->wb_done);
+	mutex_init(&pc->commit_lock);
+	INIT_WORK(&pc->commit_work, pmc_commit_work);
+	INIT_DELAYED_WORK(&pc->autocommit_work, pmc_autocommit_work);
+	INIT_DELAYED_WORK(&pc->writeback_work, pmc_writeback_work);
+	INIT_DELAYED_WORK(&pc->max_age_work, pmc_max_age_work);
+	pc->cleaner = pmc_given(&pc->opts, PMC_OPT_CLEANER);
+	pc->suspended = true;
+
+	r = bioset_init(&pc->wb_bios, 64, offsetof(struct pmc_wb_io, bio),
+			BIOSET_NEED_BVECS);
+	if (r) {
+		ti->error = "Cannot allocate the writeback bio set";
+		goto bad;
+	}
+	pc->wq = alloc_workqueue("pmemcache-%s", WQ_MEM_RECLAIM, 0,
+				 dm_table_device_name(ti->table));
+	if (!pc->wq) {
+		ti->error = "Cannot allocate the workqueue";
 		r = -ENOMEM;
 		goto bad;
 	}
@@ -342,6 +1587,7 @@ static int pmc_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 	ti->num_flush_bios = 1;
 	ti->num_discard_bios = 1;
 	ti->flush_supported = true;
+	ti->discards_supported = true;
 	return 0;
 bad:
 	pmc_free(pc);
@@ -351,54 +1597,34 @@ bad:
 
 static void pmc_dtr(struct dm_target *ti)
 {
-	pmc_free(ti->private);
-}
-
-static int pmc_map(struct dm_target *ti, struct bio *bio)
-{
 	struct pmemcache *pc = ti->private;
-	struct pmc_stats *s;
-	u64 blocks = bio_sectors(bio) >> (pc->block_shift - SECTOR_SHIFT);
 
-	s = get_cpu_ptr(pc->stats);
-	switch (bio_op(bio)) {
-	case REQ_OP_READ:
-		s->reads += blocks;
-		break;
-	case REQ_OP_WRITE:
-		if (bio->bi_opf & REQ_PREFLUSH && !blocks)
-			s->flushes++;
-		s->writes += blocks;
-		s->writes_around += blocks;
-		break;
-	case REQ_OP_DISCARD:
-		s->discards += blocks;
-		break;
-	default:
-		break;
-	}
-	put_cpu_ptr(pc->stats);
-
-	bio_set_dev(bio, pc->origin->bdev);
-	if (bio_sectors(bio) || bio_op(bio) == REQ_OP_ZONE_RESET)
-		bio->bi_iter.bi_sector = dm_target_offset(ti, bio->bi_iter.bi_sector);
-	return DM_MAPIO_REMAPPED;
+	/* A live table was suspended first; this one may never have run. */
+	pmc_stop_work(pc);
+	pmc_free(pc);
 }
 
 static void pmc_sum_stats(struct pmemcache *pc, struct pmc_stats *sum)
 {
+	u64 *t = (u64 *)sum;
+	unsigned int k;
 	int cpu;
 
 	memset(sum, 0, sizeof(*sum));
 	for_each_possible_cpu(cpu) {
-		struct pmc_stats *s = per_cpu_ptr(pc->stats, cpu);
+		u64 *s = (u64 *)per_cpu_ptr(pc->stats, cpu);
 
-		sum->reads += s->reads;
-		sum->writes += s->writes;
-		sum->writes_around += s->writes_around;
-		sum->flushes += s->flushes;
-		sum->discards += s->discards;
+		for (k = 0; k < sizeof(*sum) / sizeof(u64); k++)
+			t[k] += s[k];
 	}
+}
+
+static void pmc_clear_stats(struct pmemcache *pc)
+{
+	int cpu;
+
+	for_each_possible_cpu(cpu)
+		memset(per_cpu_ptr(pc->stats, cpu), 0, sizeof(struct pmc_stats));
 }
 
 static void pmc_status(struct dm_target *ti, status_type_t type,
@@ -408,22 +1634,30 @@ static void pmc_status(struct dm_target *ti, status_type_t type,
 	struct pmemcache *pc = ti->private;
 	const struct pmc_options *o = &pc->opts;
 	unsigned int sz = 0, words = 0;
+	u64 nr_free, nr_wb, nr_dirty;
 	struct pmc_stats st;
-	u64 total;
 	int i;
 
 	switch (type) {
 	case STATUSTYPE_INFO:
-		/*
-		 * dm-writecache's 14 fields, in its order.  No block is cached
-		 * yet: every block is free, every write goes around.
-		 */
+		/* dm-writecache's 14 fields, in its order, then ours. */
 		pmc_sum_stats(pc, &st);
-		total = pc->pmem.size >> pc->block_shift;
+		spin_lock(&pc->lock);
+		nr_free = pc->nr_free;
+		nr_wb = pc->nr_writeback;
+		nr_dirty = pc->nr_blocks - pc->nr_free - pc->nr_bad;
+		spin_unlock(&pc->lock);
 		DMEMIT("%d %llu %llu %llu %llu %llu %llu %llu %llu %llu %llu %llu %llu %llu",
-		       0, total, total, 0ULL, st.reads, 0ULL, st.writes, 0ULL,
-		       0ULL, st.writes_around, 0ULL, 0ULL, st.flushes,
-		       st.discards);
+		       READ_ONCE(pc->error), pc->nr_blocks - pc->nr_bad, nr_free,
+		       nr_wb, st.reads, st.read_hits, st.writes,
+		       st.write_hits_uncommitted, st.write_hits_committed,
+		       st.writes_around, st.writes_allocated, st.writes_blocked,
+		       st.flushes, st.discards);
+		DMEMIT(" %llu %s %llu %lld %lld %llu",
+		       nr_dirty, pmc_flush_mode_name(), pc->nr_bad,
+		       (long long)atomic64_read(&pc->wb_errors),
+		       (long long)atomic64_read(&pc->media_errors),
+		       pc->meta_errors);
 		break;
 	case STATUSTYPE_TABLE:
 		for (i = 0; i < PMC_NR_OPTS; i++)
@@ -445,6 +1679,75 @@ static void pmc_status(struct dm_target *ti, status_type_t type,
 		*result = '\0';
 		break;
 	}
+}
+
+static void pmc_postsuspend(struct dm_target *ti)
+{
+	struct pmemcache *pc = ti->private;
+
+	if (pc->flush_on_suspend && pmc_write_back_all(pc))
+		DMERR("%pg: flush_on_suspend: writeback failed; dirty blocks stay in the cache",
+		      pc->pmem.dev->bdev);
+	pmc_stop_work(pc);
+	/* Everything written so far is durable before a new table loads it. */
+	pmc_commit(pc);
+}
+
+static int pmc_preresume(struct dm_target *ti)
+{
+	struct pmemcache *pc = ti->private;
+	int r;
+
+	if (pc->loaded)
+		return 0;
+	r = pmc_load(pc);
+	if (r)
+		return r;
+	pc->loaded = true;
+	return 0;
+}
+
+static void pmc_resume(struct dm_target *ti)
+{
+	struct pmemcache *pc = ti->private;
+
+	spin_lock(&pc->lock);
+	pc->suspended = false;
+	spin_unlock(&pc->lock);
+	if (pmc_given(&pc->opts, PMC_OPT_MAX_AGE))
+		queue_delayed_work(pc->wq, &pc->max_age_work, 0);
+	pmc_kick_writeback(pc);
+}
+
+static int pmc_message(struct dm_target *ti, unsigned int argc, char **argv,
+		       char *result, unsigned int maxlen)
+{
+	struct pmemcache *pc = ti->private;
+
+	if (argc != 1) {
+		DMWARN("message %s: no arguments expected", argc ? argv[0] : "");
+		return -EINVAL;
+	}
+	if (!strcasecmp(argv[0], "flush")) {
+		if (!pc->loaded || READ_ONCE(pc->suspended))
+			return -EBUSY;
+		return pmc_write_back_all(pc);
+	}
+	if (!strcasecmp(argv[0], "flush_on_suspend")) {
+		pc->flush_on_suspend = true;
+		return 0;
+	}
+	if (!strcasecmp(argv[0], "cleaner")) {
+		WRITE_ONCE(pc->cleaner, true);
+		pmc_kick_writeback(pc);
+		return 0;
+	}
+	if (!strcasecmp(argv[0], "clear_stats")) {
+		pmc_clear_stats(pc);
+		return 0;
+	}
+	DMWARN("unknown message '%s'", argv[0]);
+	return -EINVAL;
 }
 
 static int pmc_iterate_devices(struct dm_target *ti,
@@ -469,11 +1772,15 @@ static void pmc_io_hints(struct dm_target *ti, struct queue_limits *limits)
 
 static struct target_type pmc_target = {
 	.name = "pmemcache",
-	.version = { 0, 1, 0 },
+	.version = { 1, 0, 0 },
 	.module = THIS_MODULE,
 	.ctr = pmc_ctr,
 	.dtr = pmc_dtr,
 	.map = pmc_map,
+	.postsuspend = pmc_postsuspend,
+	.preresume = pmc_preresume,
+	.resume = pmc_resume,
+	.message = pmc_message,
 	.status = pmc_status,
 	.iterate_devices = pmc_iterate_devices,
 	.io_hints = pmc_io_hints,

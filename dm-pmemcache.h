@@ -5,21 +5,109 @@
  * Declarations shared by dm-pmemcache.c (target), pmem_map.c (claiming
  * and mapping the DAX cache device) and flush.c (persistence primitives).
  *
- * Status of the implementation: the target parses and validates its full
- * table line, claims and maps the cache device, and passes all I/O
- * through to the origin.  The on-media format and the cache engine are
- * not written yet; nothing is stored in the cache device so far.
+ * On-media format (all fields little-endian, fixed width), from the first
+ * byte after start_sector of the cache device:
+ *
+ *   0        +--------------------------------------------+
+ *            | struct pmc_sb: magic, version, features,    |
+ *            | block size, block count, offsets, uuid, crc |
+ *   1024     | struct pmc_commit, slot 0 (even sequences)  |
+ *   2048     | struct pmc_commit, slot 1 (odd sequences)   |
+ *   4096     +--------------------------------------------+
+ *            | struct pmc_entry[nr_blocks], 32 bytes each  |
+ *            | (rounded up to 4 KiB)                       |
+ *   data_off +--------------------------------------------+
+ *            | data blocks, block_size bytes each          |
+ *            +--------------------------------------------+
+ *
+ * The superblock never changes after formatting; its crc32c covers all
+ * of it.  Each commit writes the sequence number it makes durable into
+ * the slot of that number's parity, with a crc32c: a torn commit record
+ * leaves the other slot, one commit older, in force.
+ *
+ * Entry i describes data block i: the origin block it caches and the
+ * sequence number of the commit it belongs to; seq 0 means free.  An
+ * entry is valid when seq != 0, seq <= the committed sequence and its
+ * crc32c (seeded from the uuid, covering origin, seq and i) matches.
+ * When several valid entries name the same origin block, the highest
+ * seq wins.  The persistence rules are in flush.c.
  */
 #ifndef DM_PMEMCACHE_H
 #define DM_PMEMCACHE_H
 
 #include <linux/types.h>
 #include <linux/device-mapper.h>
+#include <linux/kernel.h>
 
 #define DM_MSG_PREFIX "pmemcache"
 
 /* Smallest cache the target accepts, in pages of the cache device. */
 #define PMC_MIN_CACHE_PAGES	16
+
+/* Fewest data blocks a cache may have. */
+#define PMC_MIN_BLOCKS		8
+
+#define PMC_MAGIC		0x434d4d50	/* "PMMC" */
+#define PMC_VERSION		1
+#define PMC_SB_SIZE		4096
+#define PMC_COMMIT_OFFSET(slot)	(1024 + 1024 * (slot))
+
+/**
+ * struct pmc_sb - the superblock, at offset 0; written once, at format
+ * @magic: PMC_MAGIC
+ * @version: PMC_VERSION; a newer version is refused
+ * @features: incompatible feature flags; none defined, any set is refused
+ * @block_size: cache block size in bytes
+ * @nr_blocks: number of data blocks
+ * @entries_offset: byte offset of the entry array
+ * @data_offset: byte offset of data block 0
+ * @uuid: random at format; seeds the entry checksums
+ * @reserved: zero
+ * @crc: crc32c of everything before it
+ */
+struct pmc_sb {
+	__le32 magic;
+	__le32 version;
+	__le32 features;
+	__le32 block_size;
+	__le64 nr_blocks;
+	__le64 entries_offset;
+	__le64 data_offset;
+	u8 uuid[16];
+	__le32 reserved[5];
+	__le32 crc;
+};
+
+/**
+ * struct pmc_commit - a commit record
+ * @seq: the highest committed sequence number
+ * @crc: crc32c of @seq, seeded from the superblock's uuid
+ * @pad: zero
+ */
+struct pmc_commit {
+	__le64 seq;
+	__le32 crc;
+	__le32 pad;
+};
+
+/**
+ * struct pmc_entry - metadata of one data block
+ * @origin: origin block (in cache blocks) whose data this block holds
+ * @seq: the commit this write belongs to; 0: the block is free
+ * @crc: crc32c of @origin, @seq and the entry's index, seeded from uuid
+ * @flags: zero
+ * @reserved: zero
+ *
+ * @seq is written last and alone (one aligned 8-byte store) to free a
+ * block, so that freeing can never tear.
+ */
+struct pmc_entry {
+	__le64 origin;
+	__le64 seq;
+	__le32 crc;
+	__le32 flags;
+	__le64 reserved;
+};
 
 /**
  * struct pmc_pmem_map - the cache device, claimed and mapped linearly
@@ -28,7 +116,7 @@
  * @size: bytes mapped from @addr on
  * @start_sector: sectors skipped at the start of the device
  * @nr_parts: number of contiguous ranges dax_direct_access() returned
- * @vmapped: @addr lies in a vmap() / vmap_pfn() mapping that we own
+ * @vmapped: @addr lies in a vmap() mapping that we own
  *
  * Filled in by pmc_pmem_map_claim() and emptied by pmc_pmem_map_release();
  * constant in between, so it needs no lock.
@@ -46,6 +134,7 @@ int pmc_pmem_map_claim(struct pmc_pmem_map *map, struct dm_target *ti,
 		       struct dm_dev *dev, sector_t start_sector);
 void pmc_pmem_map_release(struct pmc_pmem_map *map);
 
+const char *pmc_flush_mode_name(void);
 void pmc_copy_to_pmem(void *dst, const void *src, size_t len);
 void pmc_flush_range(void *addr, size_t len);
 void pmc_fence(void);

@@ -22,6 +22,17 @@
 #include "dm-pmemcache.h"
 
 /**
+ * pmc_flush_mode_name() - the persistence strategy, for the status line
+ *
+ * Return: "movnt" where memcpy_flushcache() uses non-temporal stores
+ * (x86), else "generic".
+ */
+const char *pmc_flush_mode_name(void)
+{
+	return IS_ENABLED(CONFIG_X86) ? "movnt" : "generic";
+}
+
+/**
  * pmc_copy_to_pmem() - copy into persistent memory
  * @dst: destination, inside the mapped cache
  * @src: source

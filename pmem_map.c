@@ -6,8 +6,8 @@
  * contiguous part at a time.  A single fsdax namespace is usually one
  * part, and the pmem driver's own kernel mapping (with large pages) can be
  * used as it is.  A dm-linear or dm-striped volume over several namespaces
- * is several parts: we then collect the page frames of every part and map
- * them, in device order, into one virtually contiguous range.
+ * is several parts: we then collect the pages of every part and map them,
+ * in device order, into one virtually contiguous range with vmap().
  */
 
 #include <linux/dax.h>
@@ -24,32 +24,30 @@
 #define PMC_PAGE_SECTORS	(PAGE_SIZE >> SECTOR_SHIFT)
 
 /*
- * Collect the frames of @nr_pages pages from @pgoff on and map them.
- * Every part must agree on whether it has struct pages: vmap() takes
- * pages, vmap_pfn() takes frames that have none.  Called under
- * dax_read_lock().
+ * Writeback sends cache blocks to the origin straight from pmem, in bios
+ * that need struct pages.  fsdax namespaces always have them.
+ */
+#define PMC_NO_PAGES_ERROR \
+	"Cache device memory has no struct pages (not an fsdax namespace?); not supported"
+
+/*
+ * Collect the pages of @nr_pages pages from @pgoff on and map them with
+ * vmap().  Called under dax_read_lock().
  */
 static int pmc_map_assembled(struct pmc_pmem_map *map, struct dm_target *ti,
 			     struct dax_device *dax_dev, pgoff_t pgoff,
 			     unsigned long nr_pages)
 {
-	unsigned long *pfns;
+	struct page **pages;
 	unsigned long i = 0;
-	bool with_pages = false;
 	int r = 0;
 
 	if (nr_pages > UINT_MAX) {
 		ti->error = "Cache device too large to map (more than 2^32 pages)";
 		return -EOVERFLOW;
 	}
-
-	/*
-	 * struct page * and unsigned long have the same size; the array
-	 * holds one or the other, depending on what the device provides.
-	 */
-	BUILD_BUG_ON(sizeof(struct page *) != sizeof(unsigned long));
-	pfns = kvmalloc_array(nr_pages, sizeof(*pfns), GFP_KERNEL);
-	if (!pfns) {
+	pages = kvmalloc_array(nr_pages, sizeof(*pages), GFP_KERNEL);
+	if (!pages) {
 		ti->error = "Cannot allocate the page array to map the cache device";
 		return -ENOMEM;
 	}
@@ -64,37 +62,25 @@ static int pmc_map_assembled(struct pmc_pmem_map *map, struct dm_target *ti,
 		if (n <= 0) {
 			DMERR("%pg: dax_direct_access() failed at page %lu: %ld (bad blocks?)",
 			      map->dev->bdev, i, n);
-			ti->error =
-				"Cannot access the cache device (dax_direct_access failed)";
+			ti->error = "Cannot access the cache device (dax_direct_access failed)";
 			r = n ? (int)n : -EIO;
 			goto out;
 		}
-		if (!map->nr_parts) {
-			with_pages = pfn_t_has_page(pfn);
-		} else if (pfn_t_has_page(pfn) != with_pages) {
-			ti->error =
-				"Cache device mixes memory with and without struct pages";
+		if (!pfn_t_has_page(pfn)) {
+			ti->error = PMC_NO_PAGES_ERROR;
 			r = -EOPNOTSUPP;
 			goto out;
 		}
 		map->nr_parts++;
 		for (; n > 0 && i < nr_pages; n--, i++) {
-			pfns[i] = pfn_t_to_pfn(pfn);
+			pages[i] = pfn_t_to_page(pfn);
 			pfn.val++;
 			if (!(i & 4095))
 				cond_resched();
 		}
 	}
 
-	if (with_pages) {
-		struct page **pages = (struct page **)pfns;
-
-		for (i = 0; i < nr_pages; i++)
-			pages[i] = pfn_to_page(pfns[i]);
-		map->addr = vmap(pages, nr_pages, VM_MAP, PAGE_KERNEL);
-	} else {
-		map->addr = vmap_pfn(pfns, nr_pages, PAGE_KERNEL);
-	}
+	map->addr = vmap(pages, nr_pages, VM_MAP, PAGE_KERNEL);
 	if (!map->addr) {
 		ti->error = "Cannot map the cache device (vmap failed; out of vmalloc space?)";
 		r = -ENOMEM;
@@ -102,7 +88,7 @@ static int pmc_map_assembled(struct pmc_pmem_map *map, struct dm_target *ti,
 	}
 	map->vmapped = true;
 out:
-	kvfree(pfns);
+	kvfree(pages);
 	return r;
 }
 
@@ -115,6 +101,7 @@ out:
  *
  * Takes the pmem driver's own mapping when one dax_direct_access() call
  * covers the whole range, or assembles the parts with vmap otherwise.
+ * Memory without struct pages is refused.
  * The device must stay claimed (dm_get_device) until
  * pmc_pmem_map_release() has run.
  *
@@ -184,6 +171,9 @@ int pmc_pmem_map_claim(struct pmc_pmem_map *map, struct dm_target *ti,
 		ti->error =
 			"Cannot access the cache device (dax_direct_access failed)";
 		r = n ? (int)n : -EIO;
+	} else if (!pfn_t_has_page(pfn)) {
+		ti->error = PMC_NO_PAGES_ERROR;
+		r = -EOPNOTSUPP;
 	} else if (n >= nr_pages) {
 		map->addr = kaddr;
 		map->nr_parts = 1;

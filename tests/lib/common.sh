@@ -11,9 +11,9 @@ _modprobe() {
 	modprobe -C "$PMC_TOP/tests/vm/modprobe.d" -d "$PMC_KROOT" "$@"
 }
 
-# Load dm-mod and our freshly built module.
+# Load dm-mod, what our module needs, and our freshly built module.
 _load_pmemcache() {
-	_modprobe dm_mod || return 1
+	_modprobe -a dm_mod libcrc32c || return 1
 	[ -d /sys/module/dm_pmemcache ] && return 0
 	insmod "$PMC_TOP/dm-pmemcache.ko"
 }
@@ -106,4 +106,14 @@ _same_data() {
 	cmp -n "$(stat -c %s "$1")" "$1" <(dd if="$2" bs=1M \
 		iflag=direct,skip_bytes skip="${3:-0}" status=none) ||
 		_fail "$2 does not hold $1 at ${3:-0}"
+}
+
+# _pmc_status NAME: the status fields of a pmemcache device in S[1..],
+# numbered as in the admin guide (S[1] error, S[2] total blocks, ...).
+_pmc_status() {
+	local line
+	line=$(dmsetup status "$1") || _fail "dmsetup status $1 failed"
+	echo "status $1: $line"
+	# shellcheck disable=SC2206
+	S=(x ${line#* * pmemcache })
 }
