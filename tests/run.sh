@@ -39,15 +39,35 @@ for t in "${tests[@]}"; do
 		continue
 	fi
 	tmo=$(sed -n 's/^TIMEOUT=\([0-9]*\).*/\1/p' "$PMC_TOP/tests/cases/$t")
+	boots=$(sed -n 's/^BOOTS=\([0-9]*\).*/\1/p' "$PMC_TOP/tests/cases/$t")
 	t0=$(date +%s)
-	pmc_boot "$work" "${tmo:-300}" "pmc.test=$t"
-	qrc=$?
+	# A test of several boots (BOOTS=N) keeps its NVDIMM and disk files
+	# from one boot to the next; every boot but the last must end with
+	# "pass" or "crash" (the test killed the VM on purpose).
+	for b in $(seq 1 "${boots:-1}"); do
+		rm -f "$work/result"
+		pmc_boot "$work" "${tmo:-300}" "pmc.test=$t pmc.boot=$b"
+		qrc=$?
+		[ "${boots:-1}" -gt 1 ] || break
+		for f in console.log dmesg output; do
+			[ -f "$work/$f" ] && cp "$work/$f" "$work/$f.$b"
+		done
+		res=$(cat "$work/result" 2>/dev/null)
+		[ "$b" -lt "$boots" ] || break
+		case "$res" in
+		pass|crash) ;;
+		*) break ;;
+		esac
+	done
 	secs=$(( $(date +%s) - t0 ))
 	rm -f "$work"/*.img
+	bad=$(for f in "$work"/console.log* "$work"/dmesg*; do
+		pmc_bad_log_lines "$f"; done | sort -u | head -n 20)
 	res=$(cat "$work/result" 2>/dev/null)
-	bad=$(pmc_bad_log_lines "$work/console.log" "$work/dmesg" | sort -u | head -n 20)
 	if [ $qrc -eq 124 ]; then
 		res="fail: VM timed out after ${tmo:-300}s"
+	elif [ "$res" = crash ]; then
+		res="fail: the last boot ended in a crash"
 	elif [ -z "$res" ]; then
 		res="fail: VM ended without a result (QEMU status $qrc)"
 	fi

@@ -40,7 +40,9 @@ _pmem_setup() {
 	_modprobe nd_pmem
 	for ns in $(ndctl list -N -i | sed -n 's/.*"dev":"\(namespace[0-9]*\.[0-9]*\)".*/\1/p' | sort); do
 		[ $i -lt "$n" ] || break
-		ndctl create-namespace -f -e "$ns" -m fsdax > /dev/null
+		# Already fsdax (a later boot of the same NVDIMM files): keep it.
+		ndctl list -n "$ns" | grep -q '"mode":"fsdax"' ||
+			ndctl create-namespace -f -e "$ns" -m fsdax > /dev/null
 		i=$((i + 1))
 	done
 	udevadm settle 2>/dev/null || true
@@ -71,6 +73,30 @@ _origin_setup() {
 	_modprobe dm_delay
 	dmsetup create origin --table \
 		"0 $((mib * 2048)) delay /dev/nullb0 0 $ms"
+}
+
+# _disk_origin_setup [MiB] [delay_ms]: a slow origin /dev/mapper/origin,
+# dm-delay over the VM's virtio disk, whose content survives a reboot.
+_disk_origin_setup() {
+	local mib=${1:-256} ms=${2:-1}
+
+	_modprobe dm_delay
+	_modprobe virtio_blk
+	udevadm settle 2>/dev/null || sleep 1
+	[ -b /dev/vda ] || _fail "no virtio disk"
+	dmsetup create origin --table "0 $((mib * 2048)) delay /dev/vda 0 $ms"
+}
+
+# _crash: end this boot like a power cut: no sync, no unmount, no
+# suspend of any dm device.  The next boot of a BOOTS=N test sees the
+# NVDIMM and disk files as they are now.
+_crash() {
+	echo crash > "$PMC_WORK/result"
+	dmesg > "$PMC_WORK/dmesg"
+	sync "$PMC_WORK/result" "$PMC_WORK/dmesg" "$PMC_WORK/output"
+	echo 1 > /proc/sys/kernel/sysrq
+	echo b > /proc/sysrq-trigger
+	sleep 10
 }
 
 # _check_create NAME TABLE: dmsetup create must succeed.
@@ -116,4 +142,30 @@ _pmc_status() {
 	echo "status $1: $line"
 	# shellcheck disable=SC2206
 	S=(x ${line#* * pmemcache })
+}
+
+# _old_or_new DEV OFFSET OLD NEW: every 4 KiB block of DEV from OFFSET on
+# (as long as the files) equals the same block of OLD or of NEW.  Prints
+# how many blocks matched each.
+_old_or_new() {
+	python3 - "$@" <<'PY'
+import os, sys
+dev, off, old, new = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+a, b = open(old, "rb").read(), open(new, "rb").read()
+fd = os.open(dev, os.O_RDONLY)
+got = os.pread(fd, len(a), off)
+n_old = n_new = bad = 0
+for i in range(0, len(a), 4096):
+    blk = got[i:i + 4096]
+    if blk == a[i:i + 4096]:
+        n_old += 1
+    elif blk == b[i:i + 4096]:
+        n_new += 1
+    else:
+        bad += 1
+        if bad <= 5:
+            print(f"block at {off + i}: neither old nor new")
+print(f"{dev}@{off}: {n_old} old, {n_new} new, {bad} neither")
+sys.exit(1 if bad else 0)
+PY
 }
