@@ -619,6 +619,15 @@ static bool pmc_wb_wanted(struct pmemcache *pc, bool *active)
 	return *active;
 }
 
+/* Blocks to write back to go down to low_watermark.  Under pc->lock. */
+static u64 pmc_above_low(struct pmemcache *pc)
+{
+	u64 used = pc->nr_blocks - pc->nr_free;
+	u64 low = div64_u64(pc->nr_blocks * pc->opts.val[PMC_OPT_LOW_WATERMARK], 100);
+
+	return used > low ? used - low : 0;
+}
+
 /*
  * Take up to @max committed dirty blocks, in origin order, that are older
  * than @min_age jiffies (0: any).  Under pc->lock.
@@ -761,14 +770,14 @@ static void pmc_writeback_work(struct work_struct *w)
 {
 	struct pmemcache *pc = container_of(to_delayed_work(w),
 					    struct pmemcache, writeback_work);
-	unsigned int max = pc->opts.val[PMC_OPT_WRITEBACK_JOBS] ?: 8192;
+	unsigned int max_jobs = pc->opts.val[PMC_OPT_WRITEBACK_JOBS] ?: 8192;
 	unsigned long min_age = 0;
 	bool committed_once = false;
 
 	for (;;) {
+		unsigned int n, max = max_jobs;
 		struct pmc_wb_batch batch;
 		LIST_HEAD(blocks);
-		unsigned int n;
 		bool want;
 
 		spin_lock(&pc->lock);
@@ -777,6 +786,9 @@ static void pmc_writeback_work(struct work_struct *w)
 			want = true;
 			min_age = msecs_to_jiffies(pc->opts.val[PMC_OPT_MAX_AGE]) ?: 1;
 		}
+		if (want && !min_age && !atomic_read(&pc->wb_all) &&
+		    !pc->cleaner)
+			max = min_t(u64, max, pmc_above_low(pc));
 		n = want ? pmc_wb_pick(pc, &blocks, max, min_age) : 0;
 		if (!n)
 			pc->wb_age_due = false;
