@@ -1112,15 +1112,21 @@ static int pmc_map_write(struct pmemcache *pc, struct bio *bio, bool promote)
 	return DM_MAPIO_SUBMITTED;
 }
 
-/* Discards drop the cached blocks in range and go on to the origin. */
+/*
+ * Discards drop the cached blocks in range and go on to the origin, when
+ * it takes discards.
+ */
 static int pmc_map_discard(struct pmemcache *pc, struct bio *bio)
 {
-	u64 first = bio->bi_iter.bi_sector >> (pc->block_shift - SECTOR_SHIFT);
-	u64 end = first + (bio_sectors(bio) >> (pc->block_shift - SECTOR_SHIFT));
+	unsigned int shift = pc->block_shift - SECTOR_SHIFT;
+	/* Only blocks the discard covers whole are dropped. */
+	u64 first = (bio->bi_iter.bi_sector + (1U << shift) - 1) >> shift;
+	u64 end = bio_end_sector(bio) >> shift;
 	struct pmc_block *b, *next;
 	LIST_HEAD(dead);
 
-	this_cpu_add(pc->stats->discards, end - first);
+	if (end > first)
+		this_cpu_add(pc->stats->discards, end - first);
 	spin_lock(&pc->lock);
 	for (b = pmc_lookup_ge(pc, first); b && b->origin < end; b = next) {
 		struct rb_node *n = rb_next(&b->node);
@@ -1144,6 +1150,10 @@ static int pmc_map_discard(struct pmemcache *pc, struct bio *bio)
 	}
 	spin_unlock(&pc->lock);
 	wake_up_all(&pc->free_wait);
+	if (!bdev_max_discard_sectors(pc->origin->bdev)) {
+		bio_endio(bio);
+		return DM_MAPIO_SUBMITTED;
+	}
 	pmc_remap(pc, bio);
 	return DM_MAPIO_REMAPPED;
 }
@@ -1780,6 +1790,13 @@ static void pmc_io_hints(struct dm_target *ti, struct queue_limits *limits)
 		limits->physical_block_size = pc->block_size;
 	if (limits->io_min < pc->block_size)
 		limits->io_min = pc->block_size;
+	/* Discards drop cached blocks even when the origin takes none. */
+	if (!limits->max_discard_sectors) {
+		limits->max_hw_discard_sectors = UINT_MAX >> SECTOR_SHIFT;
+		limits->max_discard_sectors = UINT_MAX >> SECTOR_SHIFT;
+	}
+	if (limits->discard_granularity < pc->block_size)
+		limits->discard_granularity = pc->block_size;
 }
 
 static struct target_type pmc_target = {
