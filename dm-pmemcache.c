@@ -222,7 +222,7 @@ struct pmemcache {
 	u32 crc_seed;
 	struct pmc_block *blocks;
 
-	spinlock_t lock;
+	spinlock_t lock;	/* see above */
 	struct rb_root index;
 	struct list_head free;
 	struct list_head superseded;
@@ -235,7 +235,7 @@ struct pmemcache {
 	wait_queue_head_t inflight_wait;
 	wait_queue_head_t free_wait;
 
-	struct mutex commit_lock;
+	struct mutex commit_lock;	/* see above */
 	struct workqueue_struct *wq;
 	struct work_struct commit_work;
 	struct delayed_work autocommit_work;
@@ -990,9 +990,10 @@ static int pmc_map_read(struct pmemcache *pc, struct bio *bio)
 /*
  * The block a write of @origin goes to, with a user and an in-flight
  * writer counted; NULL when it is to go around the cache (block not
- * cached and !@promote: cleaner mode, or metadata_only and not REQ_META).  A block of the open epoch is written in place; any
- * other is replaced by a new block, so that the committed version
- * survives until the new one is committed.
+ * cached and !@promote: cleaner mode, or metadata_only and not REQ_META).
+ * A block of the open epoch is written in place; any other is replaced by
+ * a new block, so that the committed version survives until the new one
+ * is committed.
  */
 static struct pmc_block *pmc_write_block(struct pmemcache *pc, u64 origin,
 					 bool promote)
@@ -1267,7 +1268,7 @@ static int pmc_open_cache(struct pmemcache *pc)
 	u8 first[SECTOR_SIZE];
 
 	if (fit < PMC_MIN_BLOCKS) {
-		ti->error = "Cache device too small: it must hold at least 8 blocks after the metadata";
+		ti->error = "Cache device too small: it must hold 8 blocks and the metadata";
 		return -EINVAL;
 	}
 	if (copy_mc_to_kernel(first, pc->pmem.addr, sizeof(first)) ||
@@ -1280,30 +1281,35 @@ static int pmc_open_cache(struct pmemcache *pc)
 		return 0;
 	}
 	if (le32_to_cpu(sb.magic) != PMC_MAGIC) {
-		ti->error = "Cache device holds something else (no pmemcache superblock); to use it anyway, zero its first sector";
+		DMERR("%pg: no pmemcache superblock; to use the device, zero its first sector",
+		      pc->pmem.dev->bdev);
+		ti->error = "Cache device holds something else (no pmemcache superblock)";
 		return -EINVAL;
 	}
 	if (le32_to_cpu(sb.crc) != pmc_sb_crc(&sb)) {
-		ti->error = "Cache superblock checksum is wrong; to start over (losing the cached data), zero its first sector";
+		DMERR("%pg: to start over, losing the cached data, zero the first sector",
+		      pc->pmem.dev->bdev);
+		ti->error = "Cache superblock checksum is wrong";
 		return -EINVAL;
 	}
 	if (le32_to_cpu(sb.version) != PMC_VERSION || sb.features) {
 		DMERR("%pg: cache format version %u features %#x, this module knows version %u",
 		      pc->pmem.dev->bdev, le32_to_cpu(sb.version),
 		      le32_to_cpu(sb.features), PMC_VERSION);
-		ti->error = "Cache format version or features unknown to this module; use a newer module";
+		ti->error = "Cache format version or features unknown; use a newer module";
 		return -EINVAL;
 	}
 	if (le32_to_cpu(sb.block_size) != pc->block_size) {
 		DMERR("%pg: the cache was formatted with block size %u",
 		      pc->pmem.dev->bdev, le32_to_cpu(sb.block_size));
-		ti->error = "Block size does not match the cache's superblock; use the block size it was formatted with";
+		ti->error = "Block size does not match the cache's superblock";
 		return -EINVAL;
 	}
 	if (le64_to_cpu(sb.nr_blocks) != fit) {
 		DMERR("%pg: the cache was formatted for %llu blocks, the device now holds %llu",
 		      pc->pmem.dev->bdev, le64_to_cpu(sb.nr_blocks), fit);
-		ti->error = "Cache size (or start_sector) differs from the one it was formatted with";
+		ti->error =
+			"Cache size (or start_sector) differs from the one it was formatted with";
 		return -EINVAL;
 	}
 	pmc_layout(pc, fit);
@@ -1383,7 +1389,7 @@ static int pmc_load(struct pmemcache *pc)
 		if (le32_to_cpu(e.crc) != pmc_entry_crc(pc, origin, seq, i) ||
 		    origin >= pc->origin_blocks) {
 			pc->meta_errors++;
-			DMERR_LIMIT("%pg: entry %llu is corrupt (origin block %llu, seq %llu); its data is lost",
+			DMERR_LIMIT("%pg: corrupt entry %llu (origin %llu, seq %llu): data lost",
 				    pc->pmem.dev->bdev, i, origin, seq);
 			goto clear;
 		}
@@ -1412,9 +1418,11 @@ free:
 		pc->nr_free++;
 	}
 	pmc_fence();
-	DMINFO("%pg: loaded %llu dirty blocks of %llu, commit %lld, %llu uncommitted dropped, %llu corrupt, in %lld us",
-	       pc->pmem.dev->bdev, nr_dirty, pc->nr_blocks, committed, dropped,
-	       pc->meta_errors, ktime_us_delta(ktime_get(), t0));
+	DMINFO("%pg: recovered %llu dirty of %llu blocks in %lld us",
+	       pc->pmem.dev->bdev, nr_dirty, pc->nr_blocks,
+	       ktime_us_delta(ktime_get(), t0));
+	DMINFO("%pg: commit %lld, %llu uncommitted blocks dropped, %llu corrupt",
+	       pc->pmem.dev->bdev, committed, dropped, pc->meta_errors);
 	return 0;
 }
 

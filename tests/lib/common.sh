@@ -140,7 +140,7 @@ _pmc_status() {
 	local line
 	line=$(dmsetup status "$1") || _fail "dmsetup status $1 failed"
 	echo "status $1: $line"
-	# shellcheck disable=SC2206
+	# shellcheck disable=SC2206,SC2034
 	S=(x ${line#* * pmemcache })
 }
 
