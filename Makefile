@@ -6,7 +6,7 @@
 KDIR ?= /lib/modules/$(shell uname -r)/build
 export CONFIG_DM_PMEMCACHE ?= m
 
-.PHONY: all modules clean lint check demo
+.PHONY: all modules clean lint check demo bench bench-flush
 
 all: modules
 
@@ -26,3 +26,14 @@ check:
 
 demo:
 	tests/demo.sh
+
+# fio: dm-pmemcache against dm-writecache, dm-linear, raw pmem, the origin.
+bench:
+	tests/bench.sh
+
+# Time the persistence strategies of flush.c on this CPU (userspace).
+bench-flush: tools/bench-flush
+	tools/bench-flush
+
+tools/bench-flush: tools/bench-flush.c
+	$(CC) -O2 -Wall -Wextra -o $@ $<

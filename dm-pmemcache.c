@@ -54,6 +54,7 @@ enum pmc_opt {
 	PMC_OPT_MAX_AGE,
 	PMC_OPT_METADATA_ONLY,
 	PMC_OPT_PAUSE_WRITEBACK,
+	PMC_OPT_FLUSH_MODE,
 	PMC_NR_OPTS
 };
 
@@ -94,6 +95,9 @@ static const struct pmc_opt_desc pmc_opts[PMC_NR_OPTS] = {
 	[PMC_OPT_METADATA_ONLY] = { "metadata_only" },
 	[PMC_OPT_PAUSE_WRITEBACK] = { "pause_writeback", true, 0, 60000, 3000,
 		"pause_writeback must be milliseconds from 0 to 60000" },
+	[PMC_OPT_FLUSH_MODE] = { "flush_mode", true, 0, PMC_NR_FLUSH_MODES - 1,
+		PMC_FLUSH_AUTO,
+		"flush_mode must be auto, movnt, clwb, clflushopt, clflush or generic" },
 };
 
 /**
@@ -161,6 +165,7 @@ struct pmc_block {
  * @block_size: cache block size in bytes
  * @block_shift: log2(@block_size)
  * @opts: the optional arguments
+ * @flush: persistence strategies for data and metadata
  * @stats: per-CPU counters, summed for the status line
  * @sb: the superblock in pmem
  * @entries: the entry array in pmem
@@ -212,6 +217,7 @@ struct pmemcache {
 	unsigned int block_size;
 	unsigned int block_shift;
 	struct pmc_options opts;
+	struct pmc_flush flush;
 	struct pmc_stats __percpu *stats;
 
 	struct pmc_sb *sb;
@@ -305,6 +311,16 @@ static int pmc_parse_options(struct pmc_options *o, struct dm_arg_set *as,
 			return -EINVAL;
 		}
 		nr--;
+		if (i == PMC_OPT_FLUSH_MODE) {
+			int m = pmc_flush_mode_parse(dm_shift_arg(as));
+
+			if (m < 0) {
+				ti->error = d->error;
+				return -EINVAL;
+			}
+			o->val[i] = m;
+			continue;
+		}
 		if (kstrtou64(dm_shift_arg(as), 10, &v) || v < d->min ||
 		    v > d->max) {
 			ti->error = d->error;
@@ -360,15 +376,18 @@ static void pmc_write_entry(struct pmemcache *pc, struct pmc_block *b)
 		.crc = cpu_to_le32(pmc_entry_crc(pc, b->origin, b->seq, i)),
 	};
 
-	pmc_copy_to_pmem(&pc->entries[i], &e, sizeof(e));
+	pmc_copy_to_pmem(pc->flush.meta, &pc->entries[i], &e, sizeof(e));
 }
 
-/* Free entry @i on media (after the next fence): one 8-byte store. */
+/*
+ * Free entry @i on media (after the next fence): one aligned 8-byte
+ * store, which cannot tear, then a write-back of its cache line.
+ */
 static void pmc_clear_entry(struct pmemcache *pc, u64 i)
 {
-	__le64 zero = 0;
-
-	pmc_copy_to_pmem(&pc->entries[i].seq, &zero, sizeof(zero));
+	WRITE_ONCE(pc->entries[i].seq, 0);
+	pmc_flush_range(pc->flush.meta, &pc->entries[i].seq,
+			sizeof(pc->entries[i].seq));
 }
 
 static struct pmc_block *pmc_lookup(struct pmemcache *pc, u64 origin)
@@ -487,7 +506,8 @@ static void pmc_write_commit(struct pmemcache *pc, u64 seq)
 		.crc = cpu_to_le32(pmc_commit_crc(pc, seq)),
 	};
 
-	pmc_copy_to_pmem((void *)pc->sb + PMC_COMMIT_OFFSET(seq & 1), &c,
+	pmc_copy_to_pmem(pc->flush.meta,
+			 (void *)pc->sb + PMC_COMMIT_OFFSET(seq & 1), &c,
 			 sizeof(c));
 	pmc_fence();
 }
@@ -882,15 +902,16 @@ static int pmc_write_back_all(struct pmemcache *pc)
 /* ---- the I/O path ---- */
 
 /* Copy @len bytes from @bio at @iter into pmem at @dst; advances @iter. */
-static void pmc_copy_from_bio(struct bio *bio, struct bvec_iter *iter,
-			      void *dst, unsigned int len)
+static void pmc_copy_from_bio(enum pmc_flush_mode mode, struct bio *bio,
+			      struct bvec_iter *iter, void *dst,
+			      unsigned int len)
 {
 	while (len) {
 		struct bio_vec bv = bio_iter_iovec(bio, *iter);
 		unsigned int n = min(len, bv.bv_len);
 		void *src = bvec_kmap_local(&bv);
 
-		pmc_copy_to_pmem(dst, src, n);
+		pmc_copy_to_pmem(mode, dst, src, n);
 		kunmap_local(src);
 		bio_advance_iter_single(bio, iter, n);
 		dst += n;
@@ -1071,7 +1092,8 @@ static int pmc_map_write(struct pmemcache *pc, struct bio *bio, bool promote)
 		if (!b)
 			break;
 		seq = b->seq;
-		pmc_copy_from_bio(bio, &iter, pmc_data(pc, b), pc->block_size);
+		pmc_copy_from_bio(pc->flush.data, bio, &iter, pmc_data(pc, b),
+				  pc->block_size);
 		pmc_write_done(pc, b, seq);
 	}
 	this_cpu_add(pc->stats->writes, i);
@@ -1233,11 +1255,12 @@ static void pmc_format(struct pmemcache *pc, u64 nr_blocks)
 	bytes = (void *)pc->data - (void *)pc->entries;
 	for (done = 0; done < bytes; done += len) {
 		len = min_t(size_t, bytes - done, PAGE_SIZE);
-		pmc_copy_to_pmem((void *)pc->entries + done, zero, len);
+		pmc_copy_to_pmem(pc->flush.meta, (void *)pc->entries + done,
+				 zero, len);
 		cond_resched();
 	}
-	pmc_copy_to_pmem((void *)pc->sb + PMC_COMMIT_OFFSET(1), zero,
-			 sizeof(struct pmc_commit));
+	pmc_copy_to_pmem(pc->flush.meta, (void *)pc->sb + PMC_COMMIT_OFFSET(1),
+			 zero, sizeof(struct pmc_commit));
 	pmc_fence();
 
 	sb.magic = cpu_to_le32(PMC_MAGIC);
@@ -1249,7 +1272,7 @@ static void pmc_format(struct pmemcache *pc, u64 nr_blocks)
 	get_random_bytes(sb.uuid, sizeof(sb.uuid));
 	sb.crc = cpu_to_le32(pmc_sb_crc(&sb));
 	pc->crc_seed = crc32c(~0U, sb.uuid, sizeof(sb.uuid));
-	pmc_copy_to_pmem(pc->sb, &sb, sizeof(sb));
+	pmc_copy_to_pmem(pc->flush.meta, pc->sb, &sb, sizeof(sb));
 	pmc_write_commit(pc, 0);
 	DMINFO("%pg: formatted a cache of %llu blocks of %u bytes",
 	       pc->pmem.dev->bdev, nr_blocks, pc->block_size);
@@ -1573,6 +1596,19 @@ static int pmc_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 			       pc->opts.val[PMC_OPT_START_SECTOR]);
 	if (r)
 		goto bad;
+	r = pmc_flush_choose(pc->opts.val[PMC_OPT_FLUSH_MODE], &pc->flush);
+	if (r) {
+		DMERR("flush_mode %s: this CPU lacks the instruction",
+		      pmc_flush_mode_name(pc->opts.val[PMC_OPT_FLUSH_MODE]));
+		ti->error = "flush_mode names an instruction this CPU does not have";
+		goto bad;
+	}
+	DMINFO("%pg: flush_mode %s: %s for data, %s for metadata",
+	       pc->pmem.dev->bdev,
+	       pmc_flush_mode_name(pc->opts.val[PMC_OPT_FLUSH_MODE]),
+	       pmc_flush_mode_name(pc->flush.data),
+	       pmc_flush_mode_name(pc->flush.meta));
+
 	pc->origin_blocks = ti->len >> (pc->block_shift - SECTOR_SHIFT);
 	r = pmc_open_cache(pc);
 	if (r)
@@ -1683,8 +1719,11 @@ static void pmc_status(struct dm_target *ti, status_type_t type,
 		       st.write_hits_uncommitted, st.write_hits_committed,
 		       st.writes_around, st.writes_allocated, st.writes_blocked,
 		       st.flushes, st.discards);
-		DMEMIT(" %llu %s %llu %lld %lld %llu",
-		       nr_dirty, pmc_flush_mode_name(), pc->nr_bad,
+		DMEMIT(" %llu %s%s%s %llu %lld %lld %llu", nr_dirty,
+		       pmc_flush_mode_name(pc->flush.data),
+		       pc->flush.data == pc->flush.meta ? "" : "/",
+		       pc->flush.data == pc->flush.meta ? "" :
+		       pmc_flush_mode_name(pc->flush.meta), pc->nr_bad,
 		       (long long)atomic64_read(&pc->wb_errors),
 		       (long long)atomic64_read(&pc->media_errors),
 		       pc->meta_errors);
@@ -1699,7 +1738,10 @@ static void pmc_status(struct dm_target *ti, status_type_t type,
 		for (i = 0; i < PMC_NR_OPTS; i++) {
 			if (!pmc_given(o, i))
 				continue;
-			if (pmc_opts[i].has_value)
+			if (i == PMC_OPT_FLUSH_MODE)
+				DMEMIT(" %s %s", pmc_opts[i].name,
+				       pmc_flush_mode_name(o->val[i]));
+			else if (pmc_opts[i].has_value)
 				DMEMIT(" %s %llu", pmc_opts[i].name, o->val[i]);
 			else
 				DMEMIT(" %s", pmc_opts[i].name);
@@ -1825,7 +1867,16 @@ static struct target_type pmc_target = {
 
 static int __init pmc_init(void)
 {
-	int r = dm_register_target(&pmc_target);
+	int r;
+
+	/* The on-media layout, and the RAM per block the docs promise. */
+	BUILD_BUG_ON(sizeof(struct pmc_sb) != 80);
+	BUILD_BUG_ON(sizeof(struct pmc_commit) != 16);
+	BUILD_BUG_ON(sizeof(struct pmc_entry) != 32);
+	BUILD_BUG_ON(PMC_COMMIT_OFFSET(1) + sizeof(struct pmc_commit) > PMC_SB_SIZE);
+	BUILD_BUG_ON(sizeof(struct pmc_block) != 64);
+
+	r = dm_register_target(&pmc_target);
 
 	if (r)
 		DMERR("cannot register the pmemcache target: %d", r);

@@ -134,9 +134,33 @@ int pmc_pmem_map_claim(struct pmc_pmem_map *map, struct dm_target *ti,
 		       struct dm_dev *dev, sector_t start_sector);
 void pmc_pmem_map_release(struct pmc_pmem_map *map);
 
-const char *pmc_flush_mode_name(void);
-void pmc_copy_to_pmem(void *dst, const void *src, size_t len);
-void pmc_flush_range(void *addr, size_t len);
+/* Persistence strategies (flush.c); the table option flush_mode. */
+enum pmc_flush_mode {
+	PMC_FLUSH_AUTO,
+	PMC_FLUSH_MOVNT,
+	PMC_FLUSH_CLWB,
+	PMC_FLUSH_CLFLUSHOPT,
+	PMC_FLUSH_CLFLUSH,
+	PMC_FLUSH_GENERIC,
+	PMC_NR_FLUSH_MODES
+};
+
+/**
+ * struct pmc_flush - the strategies in use
+ * @data: for data blocks
+ * @meta: for entries and commit records
+ */
+struct pmc_flush {
+	u8 data;
+	u8 meta;
+};
+
+const char *pmc_flush_mode_name(enum pmc_flush_mode mode);
+int pmc_flush_mode_parse(const char *name);
+int pmc_flush_choose(enum pmc_flush_mode asked, struct pmc_flush *f);
+void pmc_copy_to_pmem(enum pmc_flush_mode mode, void *dst, const void *src,
+		      size_t len);
+void pmc_flush_range(enum pmc_flush_mode mode, void *addr, size_t len);
 void pmc_fence(void);
 
 #endif /* DM_PMEMCACHE_H */

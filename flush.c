@@ -4,56 +4,196 @@
  *
  * Nothing else in the module issues cache-flush or non-temporal
  * instructions.  Three operations:
- *   pmc_copy_to_pmem() - copy data into pmem, durable after the next fence;
+ *   pmc_copy_to_pmem() - copy into pmem, durable after the next fence;
  *   pmc_flush_range()  - write back a range already stored in pmem,
  *                        durable after the next fence;
  *   pmc_fence()        - order and complete everything above.
  *
- * Only one strategy exists so far: the kernel's own pmem API
- * (memcpy_flushcache(), which uses non-temporal stores on x86, and
- * arch_wb_cache_pmem(), which uses clwb or clflushopt), fenced with
- * pmem_wmb().  The choice between strategies (flush_mode) is not written
- * yet.
+ * Strategies (table option flush_mode):
+ *   movnt      - memcpy_flushcache(): non-temporal stores (movnti) on x86,
+ *                bypassing the CPU cache; no flush loop needed.
+ *   clwb       - an ordinary copy, then clwb on every cache line: the data
+ *                stays in the CPU cache for reads that follow.
+ *   clflushopt - the same with clflushopt (CPUs without clwb).
+ *   clflush    - the same with clflush (every x86-64 CPU; serialising).
+ *   generic    - architectures other than x86: the kernel's pmem API.
+ *   auto       - chosen per operation from the CPU's features and
+ *                tools/bench-flush measurements (Documentation/): movnt
+ *                for data blocks and metadata records on x86.
+ * The flush loops use the kernel's clwb(), clflushopt() and clflush()
+ * helpers (asm/special_insns.h); only arch_wb_cache_pmem() exists as a
+ * pmem API for "write back this range", and it picks the instruction
+ * itself, so it cannot serve an explicit choice.
+ * The fence is pmem_wmb() (sfence on x86) for every strategy.
+ *
+ * The persistence rules of the engine (dm-pmemcache.c), which make any
+ * crash leave a consistent cache:
+ *
+ * 1. A write to a block that is not in the open epoch goes to a free
+ *    block.  Its entry (origin block, the open sequence number S, crc) is
+ *    written first, then the data; neither is fenced yet.  An entry with
+ *    seq S > the committed sequence is ignored (and zeroed) by recovery,
+ *    so a crash before the commit leaves the previous version in force.
+ * 2. A commit of S waits for every writer of S to finish copying, fences
+ *    (data and entries of S durable), writes the commit record of S into
+ *    slot S & 1 and fences again.  Only then does S count: recovery takes
+ *    the newest commit record whose crc is right, so a torn record leaves
+ *    S - 1 in force and S's entries are ignored as in 1.
+ * 3. A block is reused only after its entry's seq was zeroed (one aligned
+ *    8-byte store, which cannot tear) and fenced.  A block superseded by
+ *    a write of S is zeroed only after S is committed; a written-back
+ *    block only after the origin write (and, with nofua, an origin flush)
+ *    completed.  So at any moment every origin block's newest committed
+ *    version is either in a valid entry or on the origin.
+ * 4. Recovery keeps, per origin block, the valid entry with the highest
+ *    seq, and zeroes (then fences) every other one before the cache is
+ *    used, so that a later commit of the same sequence number cannot
+ *    revive a leftover of the crash.
  */
 
+#include <linux/cache.h>
 #include <linux/libnvdimm.h>
 #include <linux/string.h>
+#ifdef CONFIG_X86
+#include <asm/cpufeature.h>
+#include <asm/special_insns.h>
+#endif
 
 #include "dm-pmemcache.h"
 
+static const char *const pmc_flush_names[PMC_NR_FLUSH_MODES] = {
+	[PMC_FLUSH_AUTO] = "auto",
+	[PMC_FLUSH_MOVNT] = "movnt",
+	[PMC_FLUSH_CLWB] = "clwb",
+	[PMC_FLUSH_CLFLUSHOPT] = "clflushopt",
+	[PMC_FLUSH_CLFLUSH] = "clflush",
+	[PMC_FLUSH_GENERIC] = "generic",
+};
+
 /**
- * pmc_flush_mode_name() - the persistence strategy, for the status line
+ * pmc_flush_mode_name() - the name of a strategy
+ * @mode: enum pmc_flush_mode
  *
- * Return: "movnt" where memcpy_flushcache() uses non-temporal stores
- * (x86), else "generic".
+ * Return: its name, as in the table line and the status line.
  */
-const char *pmc_flush_mode_name(void)
+const char *pmc_flush_mode_name(enum pmc_flush_mode mode)
 {
-	return IS_ENABLED(CONFIG_X86) ? "movnt" : "generic";
+	return mode < PMC_NR_FLUSH_MODES ? pmc_flush_names[mode] : "?";
 }
 
 /**
+ * pmc_flush_mode_parse() - a strategy by name
+ * @name: as in the table line
+ *
+ * Return: the enum pmc_flush_mode, or -EINVAL for an unknown name.
+ */
+int pmc_flush_mode_parse(const char *name)
+{
+	int i;
+
+	for (i = 0; i < PMC_NR_FLUSH_MODES; i++)
+		if (!strcasecmp(name, pmc_flush_names[i]))
+			return i;
+	return -EINVAL;
+}
+
+static bool pmc_cpu_has(enum pmc_flush_mode mode)
+{
+#ifdef CONFIG_X86
+	switch (mode) {
+	case PMC_FLUSH_MOVNT:
+		return boot_cpu_has(X86_FEATURE_XMM2);
+	case PMC_FLUSH_CLWB:
+		return boot_cpu_has(X86_FEATURE_CLWB);
+	case PMC_FLUSH_CLFLUSHOPT:
+		return boot_cpu_has(X86_FEATURE_CLFLUSHOPT);
+	case PMC_FLUSH_CLFLUSH:
+		return boot_cpu_has(X86_FEATURE_CLFLUSH);
+	default:
+		return false;
+	}
+#else
+	return mode == PMC_FLUSH_GENERIC;
+#endif
+}
+
+/**
+ * pmc_flush_choose() - resolve a flush_mode for data and for metadata
+ * @asked: the table's flush_mode (PMC_FLUSH_AUTO when not given)
+ * @f: filled in with the strategy for data blocks and for metadata
+ *
+ * auto takes movnt for both on x86: it was fastest for 4 KiB blocks and
+ * for 16/64-byte records in tools/bench-flush (Documentation/), and it
+ * does not evict what the CPU cache holds; generic elsewhere.
+ *
+ * Return: 0, or -EOPNOTSUPP when the CPU lacks the instruction asked for.
+ */
+int pmc_flush_choose(enum pmc_flush_mode asked, struct pmc_flush *f)
+{
+	if (asked == PMC_FLUSH_AUTO)
+		asked = IS_ENABLED(CONFIG_X86) ? PMC_FLUSH_MOVNT : PMC_FLUSH_GENERIC;
+	if (!pmc_cpu_has(asked))
+		return -EOPNOTSUPP;
+	f->data = asked;
+	f->meta = asked;
+	return 0;
+}
+
+#ifdef CONFIG_X86
+static void pmc_flush_lines(enum pmc_flush_mode mode, void *addr, size_t len)
+{
+	char *p = (char *)((unsigned long)addr & ~(L1_CACHE_BYTES - 1UL));
+	char *end = (char *)addr + len;
+
+	for (; p < end; p += L1_CACHE_BYTES) {
+		if (mode == PMC_FLUSH_CLWB)
+			clwb(p);
+		else if (mode == PMC_FLUSH_CLFLUSHOPT)
+			clflushopt(p);
+		else
+			clflush(p);
+	}
+}
+#endif
+
+/**
  * pmc_copy_to_pmem() - copy into persistent memory
+ * @mode: the strategy (struct pmc_flush's data or meta)
  * @dst: destination, inside the mapped cache
  * @src: source
  * @len: bytes to copy
  *
  * The copy is durable once pmc_fence() has returned.
  */
-void pmc_copy_to_pmem(void *dst, const void *src, size_t len)
+void pmc_copy_to_pmem(enum pmc_flush_mode mode, void *dst, const void *src,
+		      size_t len)
 {
+#ifdef CONFIG_X86
+	if (mode != PMC_FLUSH_MOVNT) {
+		memcpy(dst, src, len);
+		pmc_flush_lines(mode, dst, len);
+		return;
+	}
+#endif
 	memcpy_flushcache(dst, src, len);
 }
 
 /**
  * pmc_flush_range() - write back a range already stored in pmem
+ * @mode: the strategy; movnt writes back with the best the CPU has
  * @addr: start of the range, inside the mapped cache
  * @len: bytes
  *
  * The range is durable once pmc_fence() has returned.
  */
-void pmc_flush_range(void *addr, size_t len)
+void pmc_flush_range(enum pmc_flush_mode mode, void *addr, size_t len)
 {
+#ifdef CONFIG_X86
+	if (mode != PMC_FLUSH_MOVNT) {
+		pmc_flush_lines(mode, addr, len);
+		return;
+	}
+#endif
 	arch_wb_cache_pmem(addr, len);
 }
 

@@ -40,13 +40,15 @@ for t in "${tests[@]}"; do
 	fi
 	tmo=$(sed -n 's/^TIMEOUT=\([0-9]*\).*/\1/p' "$PMC_TOP/tests/cases/$t")
 	boots=$(sed -n 's/^BOOTS=\([0-9]*\).*/\1/p' "$PMC_TOP/tests/cases/$t")
+	# QEMU_CPU=model: the CPU the test needs (default: max).
+	cpu=$(sed -n 's/^QEMU_CPU=\([A-Za-z0-9-]*\).*/\1/p' "$PMC_TOP/tests/cases/$t")
 	t0=$(date +%s)
 	# A test of several boots (BOOTS=N) keeps its NVDIMM and disk files
 	# from one boot to the next; every boot but the last must end with
 	# "pass" or "crash" (the test killed the VM on purpose).
 	for b in $(seq 1 "${boots:-1}"); do
 		rm -f "$work/result"
-		pmc_boot "$work" "${tmo:-300}" "pmc.test=$t pmc.boot=$b"
+		PMC_CPU=${cpu:-max} pmc_boot "$work" "${tmo:-300}" "pmc.test=$t pmc.boot=$b"
 		qrc=$?
 		[ "${boots:-1}" -gt 1 ] || break
 		for f in console.log dmesg output; do

@@ -161,7 +161,8 @@ pmc_prepare() {
 # Boots the guest with two 512 MiB NVDIMMs and a 1 GiB virtio disk, all
 # backed by files in WORKDIR (created when missing, kept otherwise, so a
 # second boot sees what the first left).  The host root is shared
-# read-only, WORKDIR writable.  The console goes to WORKDIR/console.log.
+# read-only, WORKDIR writable.  The console goes to WORKDIR/console.log,
+# QEMU's own messages to WORKDIR/qemu.log.
 # Returns QEMU's status, 124 on timeout.
 pmc_boot() {
 	local work=$1 tmo=$2 i
@@ -184,7 +185,7 @@ pmc_boot() {
 		-virtfs "local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap" \
 		-virtfs "local,path=$work,mount_tag=work,security_model=none,multidevs=remap" \
 		-display none -monitor none -serial "file:$work/console.log" \
-		-no-reboot < /dev/null
+		-no-reboot < /dev/null 2> "$work/qemu.log"
 }
 
 # Lines of a kernel log that fail a run whatever the test said.

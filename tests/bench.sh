@@ -1,0 +1,102 @@
+#!/bin/bash
+# SPDX-License-Identifier: GPL-2.0
+#
+# make bench: boot the test VM in deterministic mode (one vCPU, QEMU
+# -icount shift=0,sleep=off: guest time advances by instructions executed,
+# idle time is skipped, so figures measure the software cost per I/O and
+# repeat from run to run) and run the fio matrix of tests/bench-guest.sh on
+# raw pmem, dm-linear over it, dm-writecache, dm-pmemcache and the origin
+# alone.  Writes tests/results/bench/{table.md,raw.json,ratios.png}.
+# BENCH_ROUNDS (default 3) and BENCH_IOS (default 20000) size it.
+
+set -u
+# shellcheck source=tests/lib/host.sh
+. "$(dirname "$0")/lib/host.sh"
+
+work=$PMC_TOP/tests/results/bench
+PMC_PACKAGES="$PMC_PACKAGES gnuplot-nox"
+pmc_prepare
+rm -rf "$work"
+mkdir -p "$work"
+pmc_build_module "$work/build.log"
+echo "# booting the VM in deterministic mode; this takes a while"
+PMC_SMP=1 PMC_QEMU_EXTRA="-icount shift=0,sleep=off" \
+	pmc_boot "$work" 5400 "pmc.script=tests/bench-guest.sh pmc.bench_rounds=${BENCH_ROUNDS:-3} pmc.bench_ios=${BENCH_IOS:-20000}"
+rm -f "$work"/*.img
+bad=$(pmc_bad_log_lines "$work/console.log" "$work/dmesg")
+if [ "$(cat "$work/result" 2>/dev/null)" != pass ] || [ -n "$bad" ]; then
+	tail -n 20 "$work/output"
+	echo "$bad"
+	echo "# the benchmark failed"
+	exit 1
+fi
+
+python3 - "$work" <<'PY'
+import json, os, statistics, sys
+work = sys.argv[1]
+systems = ["raw", "linear", "writecache", "pmemcache", "origin"]
+names = {"raw": "raw pmem", "linear": "dm-linear", "writecache": "dm-writecache",
+         "pmemcache": "dm-pmemcache", "origin": "origin"}
+wls = ["randwrite_qd1", "randwrite_qd16", "randwrite_fsync32", "seqwrite_128k",
+       "readhit_qd1", "randrw_70_30"]
+label = {"randwrite_qd1": "4K randwrite QD1 (IOPS)", "randwrite_qd16": "4K randwrite QD16 (IOPS)",
+         "randwrite_fsync32": "4K randwrite fsync=32 (IOPS)", "seqwrite_128k": "128K seq write (MB/s)",
+         "readhit_qd1": "4K read hits QD1 (IOPS)", "randrw_70_30": "4K 70/30 read/write (IOPS)"}
+rounds = sorted(os.listdir(os.path.join(work, "fio")), key=int)
+raw, res = {}, {}
+for w in wls:
+    for s in systems:
+        vals, p50, p99 = [], [], []
+        for r in rounds:
+            j = json.load(open(os.path.join(work, "fio", r, w, s + ".json")))
+            raw.setdefault(w, {}).setdefault(s, []).append(j)
+            job = j["jobs"][0]
+            if w == "seqwrite_128k":
+                vals.append(job["write"]["bw"] / 1024)
+            else:
+                vals.append(job["read"]["iops"] + job["write"]["iops"])
+            d = job["read"] if w == "readhit_qd1" else job["write"]
+            pct = d["clat_ns"].get("percentile", {})
+            p50.append(pct.get("50.000000", 0) / 1000)
+            p99.append(pct.get("99.000000", 0) / 1000)
+        res[(w, s)] = (statistics.median(vals), min(vals), max(vals),
+                       statistics.median(p50), statistics.median(p99))
+json.dump(raw, open(os.path.join(work, "raw.json"), "w"))
+out = []
+out.append(f"Deterministic mode (QEMU -icount, 1 vCPU), {len(rounds)} round(s), median; "
+           "p50/p99 completion latency in us.\n")
+out.append("| workload | " + " | ".join(names[s] for s in systems) +
+           " | pmemcache/writecache | pmemcache/linear | pmemcache/raw |")
+out.append("|---" * (len(systems) + 4) + "|")
+ratios = []
+for w in wls:
+    cells = []
+    for s in systems:
+        v, lo, hi, a, b = res[(w, s)]
+        k = f"{v / 1000:.1f}k" if w != "seqwrite_128k" else f"{v:.0f}"
+        cells.append(f"{k} ({a:.0f}/{b:.0f})")
+    pc = res[(w, "pmemcache")][0]
+    rw, rl, rr = (pc / res[(w, x)][0] for x in ("writecache", "linear", "raw"))
+    ratios.append((w, rw, rl, rr))
+    out.append(f"| {label[w]} | " + " | ".join(cells) + f" | {rw:.2f} | {rl:.2f} | {rr:.2f} |")
+open(os.path.join(work, "table.md"), "w").write("\n".join(out) + "\n")
+with open(os.path.join(work, "ratios.dat"), "w") as f:
+    for i, (w, rw, rl, rr) in enumerate(ratios):
+        f.write(f"{i} {w} {rw:.3f} {rl:.3f} {rr:.3f}\n")
+print("\n".join(out))
+PY
+gnuplot <<GP
+set terminal png size 1000,500
+set output "$work/ratios.png"
+set title "dm-pmemcache throughput relative to its peers (deterministic mode)"
+set style data histograms
+set style fill solid 0.8 border -1
+set yrange [0:*]
+set ylabel "ratio"
+set xtics rotate by -20
+set key top left
+set grid ytics
+plot "$work/ratios.dat" using 3:xtic(2) title "/ dm-writecache", \
+     "" using 4 title "/ dm-linear", "" using 5 title "/ raw pmem", 1 notitle lc rgb "black"
+GP
+echo "# table, raw.json and ratios.png in $work"
