@@ -26,7 +26,7 @@ setup() {
 	case $1 in
 	raw) echo $C ;;
 	linear)
-		dmsetup create lin --table "0 $len linear $C 0"
+		dmsetup create lin --table "0 $(_sectors $C) linear $C 0"
 		echo /dev/mapper/lin ;;
 	writecache)
 		dmsetup create wc --table "0 $len writecache p /dev/mapper/origin $C 4096 0"
@@ -47,7 +47,7 @@ teardown() {
 # job WORKLOAD DEV: the fio run, JSON on stdout
 job() {
 	local dev=$2 common
-	common="--direct=1 --filename=$dev --randseed=1 --size=64m --output-format=json --name=$1"
+	common="--direct=1 --filename=$dev --randseed=1 --size=${PMC_BENCH_SIZE:-64m} --output-format=json --name=$1"
 	case $1 in
 	randwrite_qd1)
 		fio $common --rw=randwrite --bs=4k --ioengine=psync --number_ios=$N ;;
