@@ -19,7 +19,7 @@
 #include <linux/init.h>
 #include <linux/bio.h>
 #include <linux/blkdev.h>
-#include <linux/crc32c.h>
+#include <linux/crc32.h>
 #include <linux/highmem.h>
 #include <linux/kernel.h>
 #include <linux/ktime.h>
@@ -356,14 +356,14 @@ static u32 pmc_entry_crc(struct pmemcache *pc, u64 origin, u64 seq, u64 idx)
 {
 	__le64 v[3] = { cpu_to_le64(origin), cpu_to_le64(seq), cpu_to_le64(idx) };
 
-	return crc32c(pc->crc_seed, v, sizeof(v));
+	return __crc32c_le(pc->crc_seed, (const u8 *)v, sizeof(v));
 }
 
 static u32 pmc_commit_crc(struct pmemcache *pc, u64 seq)
 {
 	__le64 v = cpu_to_le64(seq);
 
-	return crc32c(pc->crc_seed, &v, sizeof(v));
+	return __crc32c_le(pc->crc_seed, (const u8 *)&v, sizeof(v));
 }
 
 /* Write the entry of @b; durable after the next fence.  Under pc->lock. */
@@ -1008,72 +1008,90 @@ static int pmc_map_read(struct pmemcache *pc, struct bio *bio)
 	return DM_MAPIO_SUBMITTED;
 }
 
+/* Blocks of a write taken under one hold of pc->lock. */
+#define PMC_WRITE_RUN	16
+
 /*
- * The block a write of @origin goes to, with a user and an in-flight
- * writer counted; NULL when it is to go around the cache (block not
- * cached and !@promote: cleaner mode, or metadata_only and not REQ_META).
- * A block of the open epoch is written in place; any other is replaced by
- * a new block, so that the committed version survives until the new one
- * is committed.
+ * Take the blocks for up to @n blocks of a write from @origin on, with a
+ * user and an in-flight writer counted on each, into @run; all belong to
+ * the epoch *@seq.  A block of the open epoch is written in place; any
+ * other is replaced by a new block, so that the committed version
+ * survives until the new one is committed.  Stops early before a block
+ * that is to go around the cache (not cached and !@promote: cleaner mode,
+ * or metadata_only and not REQ_META), and when no block is free and some
+ * were taken.  Returns how many blocks were taken (0: the first block
+ * goes around).
  */
-static struct pmc_block *pmc_write_block(struct pmemcache *pc, u64 origin,
-					 bool promote)
+static unsigned int pmc_write_blocks(struct pmemcache *pc, u64 origin,
+				     unsigned int n, bool promote,
+				     struct pmc_block **run, u64 *seq)
 {
-	struct pmc_block *b, *nb;
+	unsigned int k = 0;
 
 	spin_lock(&pc->lock);
-again:
-	b = pmc_lookup(pc, origin);
-	if (b && b->state == PMC_DIRTY && b->seq == pc->seq_open) {
-		this_cpu_inc(pc->stats->write_hits_uncommitted);
-		nb = b;
-		goto got;
-	}
-	if (!b && !promote) {
-		spin_unlock(&pc->lock);
-		return NULL;
-	}
-	if (list_empty(&pc->free)) {
-		bool epoch = pc->epoch_writes;
+	while (k < n) {
+		struct pmc_block *b, *nb;
 
-		this_cpu_inc(pc->stats->writes_blocked);
-		spin_unlock(&pc->lock);
-		if (epoch)
-			queue_work(pc->wq, &pc->commit_work);
-		pmc_kick_writeback(pc);
-		wait_event(pc->free_wait, READ_ONCE(pc->nr_free));
-		spin_lock(&pc->lock);
-		goto again;
-	}
-	nb = list_first_entry(&pc->free, struct pmc_block, list);
-	list_del(&nb->list);
-	pc->nr_free--;
-	nb->origin = origin;
-	nb->seq = pc->seq_open;
-	nb->state = PMC_DIRTY;
-	nb->age = (u32)jiffies;
-	if (b) {
-		if (b->seq <= pc->committed)
-			this_cpu_inc(pc->stats->write_hits_committed);
-		pmc_supersede(pc, b, nb->seq);
-	}
-	pmc_index_insert(pc, nb);
-	pmc_write_entry(pc, nb);
-	pc->epoch_writes++;
-	this_cpu_inc(pc->stats->writes_allocated);
+		b = pmc_lookup(pc, origin + k);
+		if (b && b->state == PMC_DIRTY && b->seq == pc->seq_open) {
+			this_cpu_inc(pc->stats->write_hits_uncommitted);
+			nb = b;
+			goto got;
+		}
+		if (!b && !promote)
+			break;
+		if (list_empty(&pc->free)) {
+			bool epoch = pc->epoch_writes;
+
+			if (k)
+				break;
+			this_cpu_inc(pc->stats->writes_blocked);
+			spin_unlock(&pc->lock);
+			if (epoch)
+				queue_work(pc->wq, &pc->commit_work);
+			pmc_kick_writeback(pc);
+			wait_event(pc->free_wait, READ_ONCE(pc->nr_free));
+			spin_lock(&pc->lock);
+			continue;
+		}
+		nb = list_first_entry(&pc->free, struct pmc_block, list);
+		list_del(&nb->list);
+		pc->nr_free--;
+		nb->origin = origin + k;
+		nb->seq = pc->seq_open;
+		nb->state = PMC_DIRTY;
+		nb->age = (u32)jiffies;
+		if (b) {
+			if (b->seq <= pc->committed)
+				this_cpu_inc(pc->stats->write_hits_committed);
+			pmc_supersede(pc, b, nb->seq);
+		}
+		pmc_index_insert(pc, nb);
+		pmc_write_entry(pc, nb);
+		pc->epoch_writes++;
+		this_cpu_inc(pc->stats->writes_allocated);
 got:
-	nb->users++;
-	atomic_inc(&pc->inflight[nb->seq & 1]);
+		nb->users++;
+		run[k++] = nb;
+	}
+	*seq = pc->seq_open;
+	if (k)
+		atomic_add(k, &pc->inflight[*seq & 1]);
 	spin_unlock(&pc->lock);
-	return nb;
+	return k;
 }
 
-static void pmc_write_done(struct pmemcache *pc, struct pmc_block *b, u64 seq)
+static void pmc_write_done(struct pmemcache *pc, struct pmc_block **run,
+			   unsigned int k, u64 seq)
 {
+	unsigned int j;
+
 	spin_lock(&pc->lock);
-	pmc_put_user(pc, b);
+	for (j = 0; j < k; j++)
+		pmc_put_user(pc, run[j]);
 	spin_unlock(&pc->lock);
-	if (atomic_dec_and_test(&pc->inflight[seq & 1]))
+	if (atomic_sub_and_test(k, &pc->inflight[seq & 1]) &&
+	    wq_has_sleeper(&pc->inflight_wait))
 		wake_up_all(&pc->inflight_wait);
 }
 
@@ -1085,16 +1103,21 @@ static int pmc_map_write(struct pmemcache *pc, struct bio *bio, bool promote)
 	unsigned int i;
 	u64 written;
 
-	for (i = 0; i < nr; i++) {
-		struct pmc_block *b = pmc_write_block(pc, first + i, promote);
+	for (i = 0; i < nr; ) {
+		struct pmc_block *run[PMC_WRITE_RUN];
+		unsigned int j, k;
 		u64 seq;
 
-		if (!b)
+		k = pmc_write_blocks(pc, first + i,
+				     min_t(unsigned int, nr - i, PMC_WRITE_RUN),
+				     promote, run, &seq);
+		if (!k)
 			break;
-		seq = b->seq;
-		pmc_copy_from_bio(pc->flush.data, bio, &iter, pmc_data(pc, b),
-				  pc->block_size);
-		pmc_write_done(pc, b, seq);
+		for (j = 0; j < k; j++)
+			pmc_copy_from_bio(pc->flush.data, bio, &iter,
+					  pmc_data(pc, run[j]), pc->block_size);
+		pmc_write_done(pc, run, k, seq);
+		i += k;
 	}
 	this_cpu_add(pc->stats->writes, i);
 
@@ -1119,9 +1142,7 @@ static int pmc_map_write(struct pmemcache *pc, struct bio *bio, bool promote)
 	if (bio->bi_opf & REQ_FUA) {
 		pmc_commit(pc);
 	} else {
-		spin_lock(&pc->lock);
-		written = pc->epoch_writes;
-		spin_unlock(&pc->lock);
+		written = READ_ONCE(pc->epoch_writes);
 		if (written >= pc->opts.val[PMC_OPT_AUTOCOMMIT_BLOCKS])
 			queue_work(pc->wq, &pc->commit_work);
 		else if (written && !delayed_work_pending(&pc->autocommit_work))
@@ -1217,7 +1238,7 @@ static int pmc_map(struct dm_target *ti, struct bio *bio)
 
 static u32 pmc_sb_crc(const struct pmc_sb *sb)
 {
-	return crc32c(~0U, sb, offsetof(struct pmc_sb, crc));
+	return __crc32c_le(~0U, (const u8 *)sb, offsetof(struct pmc_sb, crc));
 }
 
 /* Blocks that fit in @size bytes of cache, with the superblock and entries. */
@@ -1271,7 +1292,7 @@ static void pmc_format(struct pmemcache *pc, u64 nr_blocks)
 	sb.data_offset = cpu_to_le64(pc->data - pc->pmem.addr);
 	get_random_bytes(sb.uuid, sizeof(sb.uuid));
 	sb.crc = cpu_to_le32(pmc_sb_crc(&sb));
-	pc->crc_seed = crc32c(~0U, sb.uuid, sizeof(sb.uuid));
+	pc->crc_seed = __crc32c_le(~0U, sb.uuid, sizeof(sb.uuid));
 	pmc_copy_to_pmem(pc->flush.meta, pc->sb, &sb, sizeof(sb));
 	pmc_write_commit(pc, 0);
 	DMINFO("%pg: formatted a cache of %llu blocks of %u bytes",
@@ -1341,7 +1362,7 @@ static int pmc_open_cache(struct pmemcache *pc)
 		ti->error = "Cache superblock offsets are inconsistent";
 		return -EINVAL;
 	}
-	pc->crc_seed = crc32c(~0U, sb.uuid, sizeof(sb.uuid));
+	pc->crc_seed = __crc32c_le(~0U, sb.uuid, sizeof(sb.uuid));
 	return 0;
 }
 

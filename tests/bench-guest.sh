@@ -66,6 +66,16 @@ job() {
 	esac
 }
 
+# Warm-up, not recorded: the first run on a fresh device pays for
+# first-touch costs that later runs do not.
+for s in $SYSTEMS; do
+	dev=$(setup $s)
+	fio --direct=1 --filename="$dev" --size=16m --name=warmup --rw=randwrite \
+		--bs=4k --ioengine=psync --number_ios=$((N / 10 + 1)) \
+		--output-format=terse > /dev/null
+	teardown
+done
+
 for r in $(seq 1 "$ROUNDS"); do
 	for w in $WORKLOADS; do
 		mkdir -p "$PMC_WORK/fio/$r/$w"

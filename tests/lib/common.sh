@@ -11,9 +11,9 @@ _modprobe() {
 	modprobe -C "$PMC_TOP/tests/vm/modprobe.d" -d "$PMC_KROOT" "$@"
 }
 
-# Load dm-mod, what our module needs, and our freshly built module.
+# Load dm-mod and our freshly built module.
 _load_pmemcache() {
-	_modprobe -a dm_mod libcrc32c || return 1
+	_modprobe dm_mod || return 1
 	[ -d /sys/module/dm_pmemcache ] && return 0
 	insmod "$PMC_TOP/dm-pmemcache.ko"
 }
