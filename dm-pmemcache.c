@@ -207,7 +207,6 @@ struct pmc_block {
  * @media_errors: machine checks seen reading the cache
  * @meta_errors: entries found corrupt when loading
  * @nr_bad: blocks never used (unreadable metadata)
- * @wb_done: writeback waiters (flush message) wait here
  */
 struct pmemcache {
 	struct dm_target *ti;
@@ -261,7 +260,6 @@ struct pmemcache {
 	atomic64_t media_errors;
 	u64 meta_errors;
 	u64 nr_bad;
-	wait_queue_head_t wb_done;
 };
 
 static bool pmc_given(const struct pmc_options *o, enum pmc_opt opt)
@@ -838,7 +836,6 @@ static void pmc_writeback_work(struct work_struct *w)
 		}
 		cond_resched();
 	}
-	wake_up_all(&pc->wb_done);
 }
 
 /* max_age: every max_age/2, write back the blocks older than max_age. */
@@ -1648,7 +1645,6 @@ static int pmc_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 	INIT_LIST_HEAD(&pc->superseded);
 	init_waitqueue_head(&pc->inflight_wait);
 	init_waitqueue_head(&pc->free_wait);
-	init_waitqueue_head(&pc->wb_done);
 	mutex_init(&pc->commit_lock);
 	INIT_WORK(&pc->commit_work, pmc_commit_work);
 	INIT_DELAYED_WORK(&pc->autocommit_work, pmc_autocommit_work);
