@@ -206,7 +206,7 @@ struct pmc_block {
  * @wb_errors: origin write errors seen by writeback
  * @media_errors: machine checks seen reading the cache
  * @meta_errors: entries found corrupt when loading
- * @nr_bad: blocks never used (unreadable metadata)
+ * @nr_bad: blocks never used (unreadable entry, or data on a media error)
  */
 struct pmemcache {
 	struct dm_target *ti;
@@ -484,9 +484,16 @@ static void pmc_supersede(struct pmemcache *pc, struct pmc_block *b, u64 seq)
 	/* PMC_WRITEBACK: freed when its writeback ends. */
 }
 
+/* Blocks that can hold data: all but the unusable ones. */
+static inline u64 pmc_usable(struct pmemcache *pc)
+{
+	return pc->nr_blocks - pc->nr_bad;
+}
+
 static u64 pmc_used_percent(struct pmemcache *pc)
 {
-	return div64_u64((pc->nr_blocks - pc->nr_free) * 100, pc->nr_blocks);
+	return div64_u64((pmc_usable(pc) - pc->nr_free) * 100,
+			 max_t(u64, pmc_usable(pc), 1));
 }
 
 static void pmc_kick_writeback(struct pmemcache *pc)
@@ -640,8 +647,8 @@ static bool pmc_wb_wanted(struct pmemcache *pc, bool *active)
 /* Blocks to write back to go down to low_watermark.  Under pc->lock. */
 static u64 pmc_above_low(struct pmemcache *pc)
 {
-	u64 used = pc->nr_blocks - pc->nr_free;
-	u64 low = div64_u64(pc->nr_blocks * pc->opts.val[PMC_OPT_LOW_WATERMARK], 100);
+	u64 used = pmc_usable(pc) - pc->nr_free;
+	u64 low = div64_u64(pmc_usable(pc) * pc->opts.val[PMC_OPT_LOW_WATERMARK], 100);
 
 	return used > low ? used - low : 0;
 }
@@ -860,7 +867,7 @@ static bool pmc_clean(struct pmemcache *pc)
 	bool clean;
 
 	spin_lock(&pc->lock);
-	clean = pc->nr_free == pc->nr_blocks - pc->nr_bad;
+	clean = pc->nr_free == pmc_usable(pc);
 	spin_unlock(&pc->lock);
 	return clean;
 }
@@ -1312,6 +1319,26 @@ static int pmc_open_cache(struct pmemcache *pc)
 		ti->error = "Cache device too small: it must hold 8 blocks and the metadata";
 		return -EINVAL;
 	}
+	pmc_layout(pc, fit);
+	if (pmc_pmem_range_bad(&pc->pmem, 0, pc->data - pc->pmem.addr)) {
+		DMERR("%pg: media error in the first %zu bytes (metadata)",
+		      pc->pmem.dev->bdev, (size_t)(pc->data - pc->pmem.addr));
+		ti->error = "Media error in the cache metadata: clear it or raise start_sector";
+		return -EIO;
+	}
+	if (pc->pmem.nr_bad_pages) {
+		u64 i, good = 0;
+
+		for (i = 0; i < fit; i++)
+			good += !pmc_pmem_range_bad(&pc->pmem,
+						    (pc->data - pc->pmem.addr) +
+						    (i << pc->block_shift),
+						    pc->block_size);
+		if (good < PMC_MIN_BLOCKS) {
+			ti->error = "Cache device media errors leave fewer than 8 usable blocks";
+			return -EIO;
+		}
+	}
 	if (copy_mc_to_kernel(first, pc->pmem.addr, sizeof(first)) ||
 	    copy_mc_to_kernel(&sb, pc->pmem.addr, sizeof(sb))) {
 		ti->error = "Media error reading the cache superblock";
@@ -1386,6 +1413,32 @@ static s64 pmc_read_commit(struct pmemcache *pc)
 }
 
 /*
+ * A block whose data lies on a page with a known media error is never
+ * used.  If it held committed data, that data cannot be read: say so and
+ * forget the entry (reads then see the origin's older data).
+ */
+static void pmc_drop_bad_block(struct pmemcache *pc, struct pmc_block *b,
+			       u64 i)
+{
+	struct pmc_entry e;
+	u64 seq, origin;
+
+	b->state = PMC_DYING;
+	pc->nr_bad++;
+	if (copy_mc_to_kernel(&e, &pc->entries[i], sizeof(e)) || !e.seq)
+		return;
+	seq = le64_to_cpu(e.seq);
+	origin = le64_to_cpu(e.origin);
+	if (seq <= pc->committed &&
+	    le32_to_cpu(e.crc) == pmc_entry_crc(pc, origin, seq, i)) {
+		DMERR_LIMIT("%pg: block %llu (origin %llu) on a media error: data lost",
+			    pc->pmem.dev->bdev, i, origin);
+		atomic64_inc(&pc->media_errors);
+	}
+	pmc_clear_entry(pc, i);
+}
+
+/*
  * Build the index from the entries: the valid entry with the highest seq
  * of each origin block wins; the others, and uncommitted leftovers of a
  * crash, are zeroed so that a later commit cannot revive them.
@@ -1412,6 +1465,12 @@ static int pmc_load(struct pmemcache *pc)
 		if (!(i & 4095))
 			cond_resched();
 		b->state = PMC_FREE;
+		if (pmc_pmem_range_bad(&pc->pmem,
+				       pmc_data(pc, b) - pc->pmem.addr,
+				       pc->block_size)) {
+			pmc_drop_bad_block(pc, b, i);
+			continue;
+		}
 		if (copy_mc_to_kernel(&e, &pc->entries[i], sizeof(e))) {
 			/* Unreadable: never used again. */
 			pc->meta_errors++;
@@ -1462,8 +1521,9 @@ free:
 	DMINFO("%pg: recovered %llu dirty of %llu blocks in %lld us",
 	       pc->pmem.dev->bdev, nr_dirty, pc->nr_blocks,
 	       ktime_us_delta(ktime_get(), t0));
-	DMINFO("%pg: commit %lld, %llu uncommitted blocks dropped, %llu corrupt",
-	       pc->pmem.dev->bdev, committed, dropped, pc->meta_errors);
+	DMINFO("%pg: commit %lld, %llu uncommitted blocks dropped, %llu corrupt, %llu unusable",
+	       pc->pmem.dev->bdev, committed, dropped, pc->meta_errors,
+	       pc->nr_bad);
 	return 0;
 }
 
@@ -1728,10 +1788,10 @@ static void pmc_status(struct dm_target *ti, status_type_t type,
 		spin_lock(&pc->lock);
 		nr_free = pc->nr_free;
 		nr_wb = pc->nr_writeback;
-		nr_dirty = pc->nr_blocks - pc->nr_free - pc->nr_bad;
+		nr_dirty = pmc_usable(pc) - pc->nr_free;
 		spin_unlock(&pc->lock);
 		DMEMIT("%d %llu %llu %llu %llu %llu %llu %llu %llu %llu %llu %llu %llu %llu",
-		       READ_ONCE(pc->error), pc->nr_blocks - pc->nr_bad, nr_free,
+		       READ_ONCE(pc->error), pmc_usable(pc), nr_free,
 		       nr_wb, st.reads, st.read_hits, st.writes,
 		       st.write_hits_uncommitted, st.write_hits_committed,
 		       st.writes_around, st.writes_allocated, st.writes_blocked,

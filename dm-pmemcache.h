@@ -117,6 +117,9 @@ struct pmc_entry {
  * @start_sector: sectors skipped at the start of the device
  * @nr_parts: number of contiguous ranges dax_direct_access() returned
  * @vmapped: @addr lies in a vmap() mapping that we own
+ * @bad_pages: bitmap of the pages that held media errors at claim time
+ *             (NULL when there were none)
+ * @nr_bad_pages: bits set in @bad_pages
  *
  * Filled in by pmc_pmem_map_claim() and emptied by pmc_pmem_map_release();
  * constant in between, so it needs no lock.
@@ -128,11 +131,15 @@ struct pmc_pmem_map {
 	sector_t start_sector;
 	unsigned int nr_parts;
 	bool vmapped;
+	unsigned long *bad_pages;
+	unsigned long nr_bad_pages;
 };
 
 int pmc_pmem_map_claim(struct pmc_pmem_map *map, struct dm_target *ti,
 		       struct dm_dev *dev, sector_t start_sector);
 void pmc_pmem_map_release(struct pmc_pmem_map *map);
+bool pmc_pmem_range_bad(const struct pmc_pmem_map *map, size_t offset,
+			size_t len);
 
 /* Persistence strategies (flush.c); the table option flush_mode. */
 enum pmc_flush_mode {

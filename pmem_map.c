@@ -10,6 +10,7 @@
  * in device order, into one virtually contiguous range with vmap().
  */
 
+#include <linux/bitmap.h>
 #include <linux/dax.h>
 #include <linux/ktime.h>
 #include <linux/blkdev.h>
@@ -31,14 +32,66 @@
 	"Cache device memory has no struct pages (not an fsdax namespace?); not supported"
 
 /*
- * Collect the pages of @nr_pages pages from @pgoff on and map them with
- * vmap().  Called under dax_read_lock().
+ * dax_direct_access() refuses (-EIO on 6.1, -EHWPOISON later) a range that
+ * holds a known media error; in DAX_RECOVERY_WRITE mode it still gives the
+ * address of a bad page, so that bad pages can be mapped (never read) like
+ * the others.
+ *
+ * Find what lies at @pgoff: the number of good pages from there (at most
+ * @nr_pages, fewer where a part or a bad page ends them), 0 if the page at
+ * @pgoff is bad, or a negative errno; *@kaddr and *@pfn describe @pgoff.
  */
-static int pmc_map_assembled(struct pmc_pmem_map *map, struct dm_target *ti,
-			     struct dax_device *dax_dev, pgoff_t pgoff,
-			     unsigned long nr_pages)
+static long pmc_dax_probe(struct dax_device *dax_dev, pgoff_t pgoff,
+			  long nr_pages, void **kaddr, pfn_t *pfn)
+{
+	long n, good, bad;
+
+	n = dax_direct_access(dax_dev, pgoff, nr_pages, DAX_ACCESS, kaddr, pfn);
+	if (n > 0 || (n != -EIO && n != -EHWPOISON))
+		return n ? n : -EIO;
+
+	n = dax_direct_access(dax_dev, pgoff, 1, DAX_ACCESS, kaddr, pfn);
+	if (n == -EIO || n == -EHWPOISON) {
+		n = dax_direct_access(dax_dev, pgoff, 1, DAX_RECOVERY_WRITE,
+				      kaddr, pfn);
+		return n > 0 ? 0 : (n ? n : -EIO);
+	}
+	if (n <= 0)
+		return n ? n : -EIO;
+
+	/* Good at @pgoff, bad within @nr_pages: bisect for the first bad. */
+	good = 1;
+	bad = nr_pages;
+	while (bad - good > 1) {
+		long mid = good + (bad - good) / 2;
+
+		n = dax_direct_access(dax_dev, pgoff, mid, DAX_ACCESS, NULL,
+				      NULL);
+		if (n > 0 && n < mid)
+			return n;	/* the part ends before @mid */
+		if (n > 0)
+			good = mid;
+		else if (n == -EIO || n == -EHWPOISON)
+			bad = mid;
+		else
+			return n ? n : -EIO;
+	}
+	return good;
+}
+
+/*
+ * Walk @nr_pages pages from @pgoff on, note the bad ones, and map them all
+ * linearly: the pmem driver's own mapping when the parts turn out to lie
+ * back to back in it, vmap() of their pages otherwise.  Called under
+ * dax_read_lock().
+ */
+static int pmc_map_walk(struct pmc_pmem_map *map, struct dm_target *ti,
+			struct dax_device *dax_dev, pgoff_t pgoff,
+			unsigned long nr_pages)
 {
 	struct page **pages;
+	void *base = NULL;
+	bool contiguous = true;
 	unsigned long i = 0;
 	int r = 0;
 
@@ -54,16 +107,17 @@ static int pmc_map_assembled(struct pmc_pmem_map *map, struct dm_target *ti,
 
 	map->nr_parts = 0;
 	while (i < nr_pages) {
+		void *kaddr;
 		pfn_t pfn;
 		long n;
 
-		n = dax_direct_access(dax_dev, pgoff + i, nr_pages - i,
-				      DAX_ACCESS, NULL, &pfn);
-		if (n <= 0) {
-			DMERR("%pg: dax_direct_access() failed at page %lu: %ld (bad blocks?)",
+		n = pmc_dax_probe(dax_dev, pgoff + i, nr_pages - i, &kaddr,
+				  &pfn);
+		if (n < 0) {
+			DMERR("%pg: dax_direct_access() failed at page %lu: %ld",
 			      map->dev->bdev, i, n);
 			ti->error = "Cannot access the cache device (dax_direct_access failed)";
-			r = n ? (int)n : -EIO;
+			r = (int)n;
 			goto out;
 		}
 		if (!pfn_t_has_page(pfn)) {
@@ -71,6 +125,25 @@ static int pmc_map_assembled(struct pmc_pmem_map *map, struct dm_target *ti,
 			r = -EOPNOTSUPP;
 			goto out;
 		}
+		if (!n) {
+			/* A bad page: mapped, but never handed out. */
+			if (!map->bad_pages) {
+				map->bad_pages = bitmap_zalloc(nr_pages,
+							       GFP_KERNEL);
+				if (!map->bad_pages) {
+					ti->error = "Cannot allocate the bad page bitmap";
+					r = -ENOMEM;
+					goto out;
+				}
+			}
+			__set_bit(i, map->bad_pages);
+			map->nr_bad_pages++;
+			n = 1;
+		}
+		if (!i)
+			base = kaddr;
+		else if (kaddr != base + (i << PAGE_SHIFT))
+			contiguous = false;
 		map->nr_parts++;
 		for (; n > 0 && i < nr_pages; n--, i++) {
 			pages[i] = pfn_t_to_page(pfn);
@@ -80,6 +153,12 @@ static int pmc_map_assembled(struct pmc_pmem_map *map, struct dm_target *ti,
 		}
 	}
 
+	if (contiguous) {
+		/* One namespace cut only by bad pages: keep its mapping. */
+		map->addr = base;
+		map->nr_parts = 1;
+		goto out;
+	}
 	map->addr = vmap(pages, nr_pages, VM_MAP, PAGE_KERNEL);
 	if (!map->addr) {
 		ti->error = "Cannot map the cache device (vmap failed; out of vmalloc space?)";
@@ -165,31 +244,53 @@ int pmc_pmem_map_claim(struct pmc_pmem_map *map, struct dm_target *ti,
 	id = dax_read_lock();
 	n = dax_direct_access(dax_dev, pgoff, nr_pages, DAX_ACCESS, &kaddr,
 			      &pfn);
-	if (n <= 0) {
-		DMERR("%pg: dax_direct_access() failed: %ld (bad blocks?)",
-		      dev->bdev, n);
-		ti->error =
-			"Cannot access the cache device (dax_direct_access failed)";
-		r = n ? (int)n : -EIO;
-	} else if (!pfn_t_has_page(pfn)) {
+	if (n >= (long)nr_pages && !pfn_t_has_page(pfn)) {
 		ti->error = PMC_NO_PAGES_ERROR;
 		r = -EOPNOTSUPP;
-	} else if (n >= nr_pages) {
+	} else if (n >= (long)nr_pages) {
 		map->addr = kaddr;
 		map->nr_parts = 1;
 	} else {
-		r = pmc_map_assembled(map, ti, dax_dev, pgoff, nr_pages);
+		/* Several parts, or media errors: walk it. */
+		r = pmc_map_walk(map, ti, dax_dev, pgoff, nr_pages);
 	}
 	dax_read_unlock(id);
-	if (r)
+	if (r) {
+		bitmap_free(map->bad_pages);
+		map->bad_pages = NULL;
 		return r;
+	}
 
 	map->size = (size_t)nr_pages << PAGE_SHIFT;
 	DMINFO("%pg: cache mapped %s: %u part%s, %zu bytes, %lld us",
 	       dev->bdev, map->vmapped ? "assembled" : "directly",
 	       map->nr_parts, map->nr_parts == 1 ? "" : "s", map->size,
 	       ktime_us_delta(ktime_get(), t0));
+	if (map->nr_bad_pages)
+		DMWARN("%pg: %lu page(s) with media errors (badblocks); no data placed there",
+		       dev->bdev, map->nr_bad_pages);
 	return 0;
+}
+
+/**
+ * pmc_pmem_range_bad() - does a range of the mapped cache hold media errors?
+ * @map: a claimed map
+ * @offset: first byte of the range, from the start of the mapping
+ * @len: length of the range in bytes, not 0
+ *
+ * Only the errors known when the map was claimed are seen.
+ *
+ * Return: true if a page of the range was bad at claim time.
+ */
+bool pmc_pmem_range_bad(const struct pmc_pmem_map *map, size_t offset,
+			size_t len)
+{
+	unsigned long first = offset >> PAGE_SHIFT;
+	unsigned long end = (offset + len - 1) / PAGE_SIZE + 1;
+
+	if (!map->bad_pages)
+		return false;
+	return find_next_bit(map->bad_pages, end, first) < end;
 }
 
 /**
@@ -202,6 +303,9 @@ void pmc_pmem_map_release(struct pmc_pmem_map *map)
 {
 	if (map->vmapped)
 		vunmap(map->addr);
+	bitmap_free(map->bad_pages);
+	map->bad_pages = NULL;
+	map->nr_bad_pages = 0;
 	map->addr = NULL;
 	map->vmapped = false;
 }
