@@ -6,12 +6,27 @@
 KDIR ?= /lib/modules/$(shell uname -r)/build
 export CONFIG_DM_PMEMCACHE ?= m
 
-.PHONY: all modules clean lint check demo bench bench-flush
+.PHONY: all modules install clean lint check demo bench bench-flush
 
 all: modules
 
 modules:
 	$(MAKE) -C $(KDIR) M=$(CURDIR) W=1 modules
+
+# The module into /lib/modules/<version>/updates (INSTALL_MOD_PATH= moves
+# that root), and the modprobe configuration that lets dm-pmemcache serve
+# lvm2's "writecache" target, into $(DESTDIR)/etc/modprobe.d.  Run "make"
+# first.  The module is not signed (for Secure Boot, sign it with your own
+# key: scripts/sign-file in the kernel tree).
+KVER = $(shell sed -n 's/.*UTS_RELEASE "\(.*\)"/\1/p' \
+	$(KDIR)/include/generated/utsrelease.h)
+
+install:
+	$(MAKE) -C $(KDIR) M=$(CURDIR) INSTALL_MOD_DIR=updates \
+		CONFIG_MODULE_SIG_ALL= modules_install
+	depmod $(if $(INSTALL_MOD_PATH),-b $(INSTALL_MOD_PATH)) $(KVER)
+	install -D -m 0644 modprobe.d/dm-pmemcache.conf \
+		$(DESTDIR)/etc/modprobe.d/dm-pmemcache.conf
 
 clean:
 	$(MAKE) -C $(KDIR) M=$(CURDIR) clean

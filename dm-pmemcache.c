@@ -1942,6 +1942,21 @@ static struct target_type pmc_target = {
 	.io_hints = pmc_io_hints,
 };
 
+/*
+ * The same target under dm-writecache's name, for lvm2's writecache LVs;
+ * filled in from pmc_target at load.  lvm2 checks the version: 1.6 is the
+ * dm-writecache interface of Linux 6.1, all of whose table options,
+ * messages and status fields we take.
+ */
+static struct target_type pmc_wc_target;
+
+static bool writecache_name;
+module_param(writecache_name, bool, 0444);
+MODULE_PARM_DESC(writecache_name,
+		 "Also register the target as \"writecache\", for lvm2 (default: no)");
+
+static bool pmc_wc_registered;
+
 static int __init pmc_init(void)
 {
 	int r;
@@ -1954,14 +1969,36 @@ static int __init pmc_init(void)
 	BUILD_BUG_ON(sizeof(struct pmc_block) != 64);
 
 	r = dm_register_target(&pmc_target);
-
-	if (r)
+	if (r) {
 		DMERR("cannot register the pmemcache target: %d", r);
-	return r;
+		return r;
+	}
+	if (!writecache_name)
+		return 0;
+	pmc_wc_target = pmc_target;
+	INIT_LIST_HEAD(&pmc_wc_target.list);
+	pmc_wc_target.name = "writecache";
+	pmc_wc_target.version[0] = 1;
+	pmc_wc_target.version[1] = 6;
+	pmc_wc_target.version[2] = 0;
+	r = dm_register_target(&pmc_wc_target);
+	if (r) {
+		/* Most likely dm-writecache holds the name: keep ours. */
+		DMERR("cannot also register as \"writecache\" (%d); is dm-writecache loaded?",
+		      r);
+		return 0;
+	}
+	pmc_wc_registered = true;
+	DMINFO("also registered as target \"writecache\" %u.%u.%u",
+	       pmc_wc_target.version[0], pmc_wc_target.version[1],
+	       pmc_wc_target.version[2]);
+	return 0;
 }
 
 static void __exit pmc_exit(void)
 {
+	if (pmc_wc_registered)
+		dm_unregister_target(&pmc_wc_target);
 	dm_unregister_target(&pmc_target);
 }
 

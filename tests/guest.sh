@@ -9,7 +9,7 @@
 set -u
 cd "$PMC_TOP" || exit 1
 export DM_DISABLE_UDEV=1
-export PMC_TOP PMC_WORK PMC_KROOT
+export PMC_TOP PMC_WORK PMC_KROOT PMC_KDIR
 
 # shellcheck source=tests/lib/common.sh
 . "$PMC_TOP/tests/lib/common.sh"

@@ -184,7 +184,7 @@ pmc_boot() {
 		-m 2G,slots=4,maxmem=8G "${dimms[@]}" \
 		-drive "file=$work/disk.img,if=virtio,format=raw,cache=unsafe" \
 		-kernel "$PMC_VMLINUZ" -initrd "$PMC_INITRD" \
-		-append "console=ttyS0 oops=panic panic=-1 hung_task_panic=1 softlockup_panic=1 ${PMC_KARGS:-} pmc.kroot=$PMC_KROOT pmc.top=$PMC_TOP pmc.work=$work $*" \
+		-append "console=ttyS0 oops=panic panic=-1 hung_task_panic=1 softlockup_panic=1 ${PMC_KARGS:-} pmc.kroot=$PMC_KROOT pmc.kdir=$PMC_KDIR pmc.top=$PMC_TOP pmc.work=$work $*" \
 		-virtfs "local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap" \
 		-virtfs "local,path=$work,mount_tag=work,security_model=none,multidevs=remap" \
 		-display none -monitor none -serial "file:$work/console.log" \
