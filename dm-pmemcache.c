@@ -1147,8 +1147,12 @@ static int pmc_map_write(struct pmemcache *pc, struct bio *bio, bool promote)
 		pmc_commit(pc);
 	} else {
 		written = READ_ONCE(pc->epoch_writes);
+		/*
+		 * Commit here rather than in a work item: on a busy CPU the
+		 * switch to the worker costs more than the commit.
+		 */
 		if (written >= pc->opts.val[PMC_OPT_AUTOCOMMIT_BLOCKS])
-			queue_work(pc->wq, &pc->commit_work);
+			pmc_commit(pc);
 		else if (written && !delayed_work_pending(&pc->autocommit_work))
 			queue_delayed_work(pc->wq, &pc->autocommit_work,
 					   msecs_to_jiffies(pc->opts.val[PMC_OPT_AUTOCOMMIT_TIME]));
