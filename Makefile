@@ -6,7 +6,7 @@
 KDIR ?= /lib/modules/$(shell uname -r)/build
 export CONFIG_DM_PMEMCACHE ?= m
 
-.PHONY: all modules install clean lint check demo bench bench-flush
+.PHONY: all modules install clean lint check demo bench profile bench-flush
 
 all: modules
 
@@ -45,6 +45,10 @@ demo:
 # fio: dm-pmemcache against dm-writecache, dm-linear, raw pmem, the origin.
 bench:
 	tests/bench.sh
+
+# perf profile of one benchmark workload (W=) on dm-writecache and us.
+profile:
+	W=$(W) tests/profile.sh
 
 # Time the persistence strategies of flush.c on this CPU (userspace).
 bench-flush: tools/bench-flush

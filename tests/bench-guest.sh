@@ -4,15 +4,25 @@
 # The benchmark's guest side (make bench; run by tests/guest.sh with the
 # module loaded).  Runs the fio matrix on each system, on the same fsdax
 # namespace and the same slow origin, a fresh cache for every run, systems
-# alternating within a round.  Writes $PMC_WORK/fio/<round>/<workload>/<system>.json.
+# alternating within a round.  Writes $OUT/fio/<round>/<workload>/<system>.json
+# and $OUT/extra/*.json (OUT: PMC_BENCH_OUT, default PMC_WORK).
 set -e
 # shellcheck source=tests/lib/common.sh
 . "$PMC_TOP/tests/lib/common.sh"
 
 N=${PMC_BENCH_IOS:-20000}
 ROUNDS=${PMC_BENCH_ROUNDS:-1}
-SYSTEMS="raw linear writecache pmemcache origin"
-WORKLOADS="randwrite_qd1 randwrite_qd16 randwrite_fsync32 seqwrite_128k readhit_qd1 randrw_70_30"
+# det: the deterministic matrix, then writeback and recovery timings;
+# par: the parallel-mode workloads (2 vCPUs, wall clock).
+MODE=${PMC_BENCH_MODE:-det}
+OUT=${PMC_BENCH_OUT:-$PMC_WORK}
+if [ "$MODE" = par ]; then
+	SYSTEMS="raw linear writecache pmemcache"
+	WORKLOADS="randwrite_2jobs randwrite_qd1"
+else
+	SYSTEMS="raw linear writecache pmemcache origin"
+	WORKLOADS="randwrite_qd1 randwrite_qd16 randwrite_fsync32 seqwrite_128k readhit_qd1 randrw_70_30"
+fi
 
 _pmem_setup 1
 _origin_setup 512 1
@@ -63,6 +73,11 @@ job() {
 	randrw_70_30)
 		fio $common --rw=write --bs=1m --ioengine=psync --output-format=terse > /dev/null
 		fio $common --rw=randrw --rwmixread=70 --bs=4k --ioengine=psync --number_ios=$N ;;
+	randwrite_2jobs)
+		# Two threads, each in its own half of the range.
+		fio $common --rw=randwrite --bs=4k --ioengine=psync --number_ios=$((N / 2)) \
+			--numjobs=2 --offset_increment=${PMC_BENCH_SIZE:-64m} --thread \
+			--group_reporting ;;
 	esac
 }
 
@@ -78,12 +93,76 @@ done
 
 for r in $(seq 1 "$ROUNDS"); do
 	for w in $WORKLOADS; do
-		mkdir -p "$PMC_WORK/fio/$r/$w"
+		mkdir -p "$OUT/fio/$r/$w"
 		for s in $SYSTEMS; do
 			dev=$(setup $s)
-			job $w "$dev" > "$PMC_WORK/fio/$r/$w/$s.json"
+			job $w "$dev" > "$OUT/fio/$r/$w/$s.json"
 			teardown
 			echo "round $r $w $s: done"
 		done
 	done
 done
+
+[ "$MODE" = det ] || exit 0
+
+# Writeback: W random 4 KiB writes spread over the origin (each block
+# once), then the cleaner; the time until the cache is clean, against the
+# origin's own time for the same writes sorted by sector (fio replays the
+# logged writes in order, QD32).  Recovery: the time to create the target
+# again over the same cache, not written back.
+WB=${PMC_BENCH_WB_IOS:-8192}
+mkdir -p "$OUT/extra"
+now() { date +%s%N; }
+for s in writecache pmemcache; do
+	dev=$(setup $s)
+	name=${dev#/dev/mapper/}
+	rm -f /tmp/wb.log	# fio appends to an existing log
+	fio --direct=1 --filename="$dev" --randseed=3 --size=$((len / 2048))m \
+		--name=fill --rw=randwrite --bs=4k --ioengine=psync --number_ios="$WB" \
+		--write_iolog=/tmp/wb.log --output-format=terse > /dev/null
+	sync "$dev"
+	# Recovery: the target created again over the filled cache.
+	table=$(dmsetup table "$name")
+	dmsetup remove "$name"
+	t0=$(now)
+	dmsetup create "$name" --table "$table"
+	t1=$(now)
+	read -r -a f < <(dmsetup status "$name")
+	echo "{\"total\": ${f[4]}, \"free\": ${f[5]}, \"ns\": $((t1 - t0))}" > "$OUT/extra/recovery_$s.json"
+	echo "recovery $s: ${f[4]} blocks, $((f[4] - f[5])) dirty, in $(((t1 - t0) / 1000)) us"
+	# Writeback: the cleaner, until the cache is clean.
+	t0=$(now)
+	dmsetup message "$name" 0 cleaner
+	while :; do
+		read -r -a f < <(dmsetup status "$name")
+		[ "${f[4]}" = "${f[5]}" ] && break
+		sleep 0.01
+	done
+	t1=$(now)
+	echo "{\"blocks\": $WB, \"ns\": $((t1 - t0))}" > "$OUT/extra/writeback_$s.json"
+	echo "writeback $s: $WB blocks in $(((t1 - t0) / 1000)) us"
+	teardown
+done
+# The origin alone, the same writes sorted by sector.
+python3 - /dev/mapper/origin <<'PY'
+import sys
+# fio writes version 3 logs ("time file action offset length"); replay
+# them sorted by offset, as a version 2 log (no timing), on the origin.
+ios = []
+for line in open("/tmp/wb.log").read().splitlines()[1:]:
+    p = line.split()
+    if "write" in p:
+        i = p.index("write")
+        ios.append((int(p[i + 1]), int(p[i + 2])))
+dev = sys.argv[1]
+out = ["fio version 2 iolog", f"{dev} add", f"{dev} open"]
+out += [f"{dev} write {o} {n}" for o, n in sorted(ios)] + [f"{dev} close"]
+open("/tmp/wb-sorted.log", "w").write("\n".join(out) + "\n")
+print(len(ios), "writes to replay on", dev)
+PY
+t0=$(now)
+fio --name=sorted --read_iolog=/tmp/wb-sorted.log --ioengine=libaio --iodepth=32 \
+	--direct=1 --output-format=terse > /dev/null
+t1=$(now)
+echo "{\"blocks\": $WB, \"ns\": $((t1 - t0))}" > "$OUT/extra/writeback_origin.json"
+echo "origin sorted: $WB blocks in $(((t1 - t0) / 1000)) us"
