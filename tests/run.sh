@@ -82,6 +82,12 @@ for t in "${tests[@]}"; do
 	rm -f "$work"/*.img
 	bad=$(for f in "$work"/console.log* "$work"/dmesg*; do
 		pmc_bad_log_lines "$f"; done | sort -u | head -n 20)
+	# Reports from before the module was first loaded are shown, not
+	# counted: neither the module nor the test had run yet.
+	for f in "$work"/console.log*; do
+		pmc_early_log_lines "$f"
+	done | sort -u | head -n 3 |
+		sed "s/^/# $t: before dm_pmemcache was loaded (not counted): /"
 	res=$(cat "$work/result" 2>/dev/null)
 	if [ $qrc -eq 125 ]; then
 		res="fail: the VM hung twice before the test started"
