@@ -128,8 +128,8 @@ def ld(n):
 wo = ld("writeback_origin")
 out.append("")
 out.append(f"Writeback (deterministic mode): {wo['blocks']} random 4 KiB blocks spread "
-           "over the origin, then `cleaner`, until clean; the origin alone replays "
-           "the same writes sorted by sector (QD32).  Recovery: creating the "
+           "over the origin, then `cleaner`, until clean; the origin alone writes "
+           "as many blocks in sector order (QD32).  Recovery: creating the "
            "target again over that cache, not written back.\n")
 out.append("| | dm-writecache | dm-pmemcache | origin, sorted | pmemcache/writecache | pmemcache/origin |")
 out.append("|---|---|---|---|---|---|")
