@@ -190,7 +190,7 @@ struct pmc_block {
  * @free_wait: writers wait here for a free block
  * @commit_lock: serialises commits
  * @wq: runs commits and writeback
- * @commit_work: an asynchronous commit (autocommit)
+ * @commit_work: an asynchronous commit (a writer waiting for a free block)
  * @autocommit_work: the autocommit_time timer
  * @writeback_work: the writeback loop
  * @max_age_work: the max_age timer
