@@ -18,35 +18,32 @@ set -u
 
 work=$PMC_TOP/tests/results/bench
 PMC_PACKAGES="$PMC_PACKAGES gnuplot-nox"
-pmc_prepare
-rm -rf "$work"
-mkdir -p "$work"
-pmc_build_module "$work/build.log"
+pmc_fresh_work "$work"
+# check DIR WHAT: the boot in DIR passed and logged nothing bad.
+check() {
+	local bad
+
+	rm -f "$1"/*.img
+	bad=$(pmc_bad_log_lines "$1/console.log" "$1/dmesg")
+	if [ "$(cat "$1/result" 2>/dev/null)" != pass ] || [ -n "$bad" ]; then
+		tail -n 20 "$1/output"
+		echo "$bad"
+		echo "# the $2 failed"
+		exit 1
+	fi
+}
+
 echo "# booting the VM in deterministic mode; this takes a while"
 PMC_SMP=1 PMC_QEMU_EXTRA="-icount shift=0,sleep=off" \
 	pmc_boot "$work" 5400 "pmc.script=tests/bench-guest.sh pmc.bench_rounds=${BENCH_ROUNDS:-2} pmc.bench_ios=${BENCH_IOS:-20000}"
-rm -f "$work"/*.img
-bad=$(pmc_bad_log_lines "$work/console.log" "$work/dmesg")
-if [ "$(cat "$work/result" 2>/dev/null)" != pass ] || [ -n "$bad" ]; then
-	tail -n 20 "$work/output"
-	echo "$bad"
-	echo "# the benchmark failed"
-	exit 1
-fi
+check "$work" benchmark
 
 # Parallel mode: 2 vCPUs, wall clock, several rounds (medians, min-max).
 par=$work/parallel
 mkdir -p "$par"
 echo "# booting the VM in parallel mode (2 vCPUs)"
 pmc_boot "$par" 5400 "pmc.script=tests/bench-guest.sh pmc.bench_mode=par pmc.bench_rounds=${BENCH_PAR_ROUNDS:-5} pmc.bench_ios=${BENCH_IOS:-20000}"
-rm -f "$par"/*.img
-bad=$(pmc_bad_log_lines "$par/console.log" "$par/dmesg")
-if [ "$(cat "$par/result" 2>/dev/null)" != pass ] || [ -n "$bad" ]; then
-	tail -n 20 "$par/output"
-	echo "$bad"
-	echo "# the parallel-mode benchmark failed"
-	exit 1
-fi
+check "$par" "parallel-mode benchmark"
 
 python3 - "$work" <<'PY'
 import json, os, statistics, sys

@@ -15,10 +15,7 @@ set -u
 
 work=$PMC_TOP/tests/results/profile
 PMC_PACKAGES="$PMC_PACKAGES linux-perf"
-pmc_prepare
-rm -rf "$work"
-mkdir -p "$work"
-pmc_build_module "$work/build.log"
+pmc_fresh_work "$work"
 echo "# booting the VM (1 vCPU; not deterministic, see the header)"
 PMC_SMP=1 \
 	pmc_boot "$work" 3600 "pmc.script=tests/profile-guest.sh pmc.profile_workload=${W:-randwrite_qd1} pmc.profile_ios=${IOS:-20000}"

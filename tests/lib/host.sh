@@ -222,6 +222,15 @@ pmc_wait_boot() {
 PMC_BAD_LOG='BUG:|WARNING:|Oops|general protection|Kernel panic|blocked for more than|KASAN:|UBSAN:|unreferenced object|possible circular locking|possible recursive locking|sleeping function called from invalid context|Call Trace:'
 PMC_LOADED='dm_pmemcache: loading out-of-tree module'
 
+# pmc_fresh_work DIR: prepare everything, empty DIR and build the module
+# (for the scripts that boot one VM of their own: bench, profile).
+pmc_fresh_work() {
+	pmc_prepare
+	rm -rf "$1"
+	mkdir -p "$1"
+	pmc_build_module "$1/build.log"
+}
+
 # pmc_bad_log_lines FILE...: the lines of kernel logs that fail a run,
 # from the first load of dm_pmemcache on (the whole log if it was never
 # loaded).  A report before that cannot come from the module or the test:
