@@ -18,13 +18,15 @@ C=/dev/pmem0
 echo -1 > /proc/sys/kernel/perf_event_paranoid
 echo 0 > /proc/sys/kernel/kptr_restrict
 
-# The fio arguments of workload $W.
+# The fio arguments of workload $W: N I/Os of 4 KiB (N/8 of 128 KiB),
+# wrapping around the 64 MiB range as often as needed.
 args() {
 	case $W in
-	randwrite_qd1) echo "--rw=randwrite --bs=4k --ioengine=psync --number_ios=$N" ;;
-	randwrite_qd16) echo "--rw=randwrite --bs=4k --ioengine=libaio --iodepth=16 --number_ios=$N" ;;
-	seqwrite_128k) echo "--rw=write --bs=128k --ioengine=psync --number_ios=$((N / 8))" ;;
-	readhit_qd1) echo "--rw=randread --bs=4k --ioengine=psync --number_ios=$N" ;;
+	randwrite_qd1) echo "--rw=randwrite --bs=4k --ioengine=psync --io_size=$((N * 4))k" ;;
+	randwrite_qd16) echo "--rw=randwrite --bs=4k --ioengine=libaio --iodepth=16 --io_size=$((N * 4))k" ;;
+	randwrite_fsync32) echo "--rw=randwrite --bs=4k --ioengine=psync --fsync=32 --io_size=$((N * 4))k" ;;
+	seqwrite_128k) echo "--rw=write --bs=128k --ioengine=psync --io_size=$((N * 16))k" ;;
+	readhit_qd1) echo "--rw=randread --bs=4k --ioengine=psync --io_size=$((N * 4))k" ;;
 	*) _fail "unknown workload $W" ;;
 	esac
 }
@@ -38,9 +40,12 @@ for s in writecache pmemcache; do
 	fio --direct=1 --filename=/dev/mapper/x --randseed=1 --size=64m \
 		--name=warm $(args) --output-format=terse > /dev/null
 	# shellcheck disable=SC2046
-	perf record -q -a -g -e cpu-clock -F 10000 -o "/tmp/perf.$s" -- \
+	if ! perf record -q -a -g -e cpu-clock -F 10000 -o "/tmp/perf.$s" -- \
 		fio --direct=1 --filename=/dev/mapper/x --randseed=2 --size=64m \
-		--loops=1000 --name="$W" $(args) > "/tmp/fio.$s"
+		--name="$W" $(args) > "/tmp/fio.$s"; then
+		cat "/tmp/fio.$s"
+		_fail "perf record or fio failed on $s"
+	fi
 	dmsetup remove x
 	echo "== $s: $W, $(grep -o 'iops=[0-9]*' "/tmp/fio.$s" | head -n 2 | tr '\n' ' ')"
 	grep -E "IOPS|lat \(usec\)" "/tmp/fio.$s" | head -n 4

@@ -5,7 +5,7 @@
 # profile one workload on dm-writecache and dm-pmemcache with perf
 # (cpu-clock sampling); the reports are printed and kept in
 # tests/results/profile/output.  Workloads: randwrite_qd1 (default),
-# randwrite_qd16, seqwrite_128k, readhit_qd1.  Not in deterministic mode:
+# randwrite_qd16, randwrite_fsync32, seqwrite_128k, readhit_qd1.  Not in deterministic mode:
 # there the sampling timer runs in step with the I/O loop and the samples
 # pile up on a few instructions.
 
