@@ -140,7 +140,8 @@ enum pmc_state {
  * @origin: the origin block cached here
  * @seq: the commit sequence of the write that filled it; once superseded,
  *       the sequence of the write that superseded it
- * @users: readers and writers copying data in or out right now
+ * @users: readers copying data out right now (writers are counted in
+ *         pmemcache.inflight instead: see pmc_map_discard())
  * @state: enum pmc_state
  * @indexed: @node is in pmemcache.index
  * @age: jiffies when the block was filled (for max_age)
@@ -374,7 +375,7 @@ static void pmc_write_entry(struct pmemcache *pc, struct pmc_block *b)
 		.crc = cpu_to_le32(pmc_entry_crc(pc, b->origin, b->seq, i)),
 	};
 
-	pmc_copy_to_pmem(pc->flush.meta, &pc->entries[i], &e, sizeof(e));
+	pmc_copy_record(pc->flush.meta, &pc->entries[i], &e, sizeof(e));
 }
 
 /*
@@ -383,9 +384,7 @@ static void pmc_write_entry(struct pmemcache *pc, struct pmc_block *b)
  */
 static void pmc_clear_entry(struct pmemcache *pc, u64 i)
 {
-	WRITE_ONCE(pc->entries[i].seq, 0);
-	pmc_flush_range(pc->flush.meta, &pc->entries[i].seq,
-			sizeof(pc->entries[i].seq));
+	pmc_zero_u64(pc->flush.meta, &pc->entries[i].seq);
 }
 
 static struct pmc_block *pmc_lookup(struct pmemcache *pc, u64 origin)
@@ -424,6 +423,62 @@ static struct pmc_block *pmc_lookup_ge(struct pmemcache *pc, u64 origin)
 		}
 	}
 	return best;
+}
+
+/**
+ * struct pmc_slot - where a block not in the index would be linked
+ * @parent: the node it would hang from (NULL: the root)
+ * @link: the child pointer of @parent it would take
+ */
+struct pmc_slot {
+	struct rb_node *parent;
+	struct rb_node **link;
+};
+
+/*
+ * The indexed block of @origin, or NULL and in @slot where it would go.
+ * @hint, when not NULL, is the indexed block of @origin - 1 (the block
+ * before in the same bio): its successor is then the only candidate, and
+ * no descent from the root is needed.  Under pc->lock.
+ */
+static struct pmc_block *pmc_find(struct pmemcache *pc, u64 origin,
+				  struct pmc_block *hint, struct pmc_slot *slot)
+{
+	struct rb_node **p = &pc->index.rb_node, *parent = NULL;
+
+	if (hint) {
+		struct rb_node *next = rb_next(&hint->node);
+
+		if (next && rb_entry(next, struct pmc_block, node)->origin == origin)
+			return rb_entry(next, struct pmc_block, node);
+		/*
+		 * Between @hint and its successor: the right child of @hint,
+		 * or else the left child of the successor (the leftmost node
+		 * of @hint's right subtree, which has none).
+		 */
+		if (!hint->node.rb_right) {
+			slot->parent = &hint->node;
+			slot->link = &hint->node.rb_right;
+		} else {
+			slot->parent = next;
+			slot->link = &next->rb_left;
+		}
+		return NULL;
+	}
+	while (*p) {
+		struct pmc_block *b = rb_entry(*p, struct pmc_block, node);
+
+		parent = *p;
+		if (origin < b->origin)
+			p = &(*p)->rb_left;
+		else if (origin > b->origin)
+			p = &(*p)->rb_right;
+		else
+			return b;
+	}
+	slot->parent = parent;
+	slot->link = p;
+	return NULL;
 }
 
 static void pmc_index_insert(struct pmemcache *pc, struct pmc_block *nb)
@@ -472,16 +527,23 @@ static void pmc_put_user(struct pmemcache *pc, struct pmc_block *b)
 
 /*
  * @b was the newest version of its origin block and no longer is (a newer
- * write, or a discard when @seq is the open sequence).  Its entry must
- * stay valid on media until @seq is committed.  Under pc->lock.
+ * write, or a discard when @seq is the open sequence); it is out of the
+ * index already.  Its entry must stay valid on media until @seq is
+ * committed.  Under pc->lock.
  */
-static void pmc_supersede(struct pmemcache *pc, struct pmc_block *b, u64 seq)
+static void pmc_retire(struct pmemcache *pc, struct pmc_block *b, u64 seq)
 {
-	pmc_index_erase(pc, b);
 	b->seq = seq;
 	if (b->state == PMC_DIRTY)
 		list_add_tail(&b->list, &pc->superseded);
 	/* PMC_WRITEBACK: freed when its writeback ends. */
+}
+
+/* pmc_retire() for a block still in the index.  Under pc->lock. */
+static void pmc_supersede(struct pmemcache *pc, struct pmc_block *b, u64 seq)
+{
+	pmc_index_erase(pc, b);
+	pmc_retire(pc, b, seq);
 }
 
 /* Blocks that can hold data: all but the unusable ones. */
@@ -511,25 +573,32 @@ static void pmc_write_commit(struct pmemcache *pc, u64 seq)
 		.crc = cpu_to_le32(pmc_commit_crc(pc, seq)),
 	};
 
-	pmc_copy_to_pmem(pc->flush.meta,
-			 (void *)pc->sb + PMC_COMMIT_OFFSET(seq & 1), &c,
-			 sizeof(c));
+	pmc_copy_record(pc->flush.meta,
+			(void *)pc->sb + PMC_COMMIT_OFFSET(seq & 1), &c,
+			sizeof(c));
 	pmc_fence();
 }
 
 /*
- * Make every write completed before the call durable: close the open
- * epoch, wait for its writers to finish copying, fence (data and entries
- * durable), write the commit record and fence again.  Then free the
- * blocks that the committed writes superseded.
+ * Writers copy at most PMC_WRITE_RUN blocks between taking them and
+ * leaving the epoch: a commit spins this many times for them before it
+ * sleeps.
  */
-static void pmc_commit(struct pmemcache *pc)
+#define PMC_COMMIT_SPINS	1000
+
+/*
+ * The commit, under pc->commit_lock: close the open epoch, wait for its
+ * writers to finish copying, fence (data and entries durable), write the
+ * commit record and fence again.  Then free the blocks that the committed
+ * writes superseded.
+ */
+static void __pmc_commit(struct pmemcache *pc)
 {
 	struct pmc_block *b, *tmp;
 	LIST_HEAD(done);
+	unsigned int spins = 0;
 	u64 seq = 0;
 
-	mutex_lock(&pc->commit_lock);
 	spin_lock(&pc->lock);
 	if (pc->epoch_writes) {
 		seq = pc->seq_open++;
@@ -538,8 +607,12 @@ static void pmc_commit(struct pmemcache *pc)
 	spin_unlock(&pc->lock);
 
 	if (seq) {
-		wait_event(pc->inflight_wait,
-			   !atomic_read(&pc->inflight[seq & 1]));
+		atomic_t *writers = &pc->inflight[seq & 1];
+
+		while (atomic_read(writers) && spins++ < PMC_COMMIT_SPINS &&
+		       !need_resched())
+			cpu_relax();
+		wait_event(pc->inflight_wait, !atomic_read(writers));
 		pmc_fence();
 		pmc_write_commit(pc, seq);
 	}
@@ -564,10 +637,32 @@ static void pmc_commit(struct pmemcache *pc)
 		spin_unlock(&pc->lock);
 		wake_up_all(&pc->free_wait);
 	}
-	mutex_unlock(&pc->commit_lock);
 
 	if (seq && pmc_used_percent(pc) >= pc->opts.val[PMC_OPT_HIGH_WATERMARK])
 		pmc_kick_writeback(pc);
+}
+
+/*
+ * Make every write completed before the call durable (a flush, a FUA
+ * write, writeback, suspend).
+ */
+static void pmc_commit(struct pmemcache *pc)
+{
+	mutex_lock(&pc->commit_lock);
+	__pmc_commit(pc);
+	mutex_unlock(&pc->commit_lock);
+}
+
+/*
+ * autocommit_blocks reached: commit, unless a commit is running already;
+ * then the next writer tries again.
+ */
+static void pmc_autocommit(struct pmemcache *pc)
+{
+	if (!mutex_trylock(&pc->commit_lock))
+		return;
+	__pmc_commit(pc);
+	mutex_unlock(&pc->commit_lock);
 }
 
 static void pmc_commit_work(struct work_struct *w)
@@ -969,19 +1064,25 @@ static int pmc_map_read(struct pmemcache *pc, struct bio *bio)
 	bool cached, ok = true;
 
 	spin_lock(&pc->lock);
-	run[0] = pmc_lookup(pc, first);
-	cached = run[0];
-	for (n = 1; n < nr; n++) {
-		struct pmc_block *b = pmc_lookup(pc, first + n);
+	run[0] = pmc_lookup_ge(pc, first);
+	cached = run[0] && run[0]->origin == first;
+	if (cached) {
+		/* The next origin blocks are the next nodes, if cached. */
+		run[0]->users++;
+		for (n = 1; n < min_t(unsigned int, nr, PMC_READ_RUN); n++) {
+			struct rb_node *next = rb_next(&run[n - 1]->node);
 
-		if (!b != !cached || (cached && n == PMC_READ_RUN))
-			break;
-		if (cached)
-			run[n] = b;
+			if (!next)
+				break;
+			run[n] = rb_entry(next, struct pmc_block, node);
+			if (run[n]->origin != first + n)
+				break;
+			run[n]->users++;
+		}
+	} else {
+		/* Up to the first cached block. */
+		n = run[0] ? min_t(u64, nr, run[0]->origin - first) : nr;
 	}
-	if (cached)
-		for (i = 0; i < n; i++)
-			run[i]->users++;
 	spin_unlock(&pc->lock);
 
 	this_cpu_add(pc->stats->reads, n);
@@ -1016,9 +1117,11 @@ static int pmc_map_read(struct pmemcache *pc, struct bio *bio)
 #define PMC_WRITE_RUN	16
 
 /*
- * Take the blocks for up to @n blocks of a write from @origin on, with a
- * user and an in-flight writer counted on each, into @run; all belong to
- * the epoch *@seq.  A block of the open epoch is written in place; any
+ * Take the blocks for up to @n blocks of a write from @origin on into
+ * @run, counted as in-flight writers of the epoch *@seq they all belong
+ * to.  A block being written needs no user count: it holds uncommitted
+ * data, so it is freed only by a commit, and a commit waits for the
+ * writers of its epoch (pmc_map_discard() leaves such blocks alone).  A block of the open epoch is written in place; any
  * other is replaced by a new block, so that the committed version
  * survives until the new one is committed.  Stops early before a block
  * that is to go around the cache (not cached and !@promote: cleaner mode,
@@ -1030,13 +1133,15 @@ static unsigned int pmc_write_blocks(struct pmemcache *pc, u64 origin,
 				     unsigned int n, bool promote,
 				     struct pmc_block **run, u64 *seq)
 {
+	struct pmc_block *hint = NULL;
+	struct pmc_slot slot;
 	unsigned int k = 0;
 
 	spin_lock(&pc->lock);
 	while (k < n) {
 		struct pmc_block *b, *nb;
 
-		b = pmc_lookup(pc, origin + k);
+		b = pmc_find(pc, origin + k, hint, &slot);
 		if (b && b->state == PMC_DIRTY && b->seq == pc->seq_open) {
 			this_cpu_inc(pc->stats->write_hits_uncommitted);
 			nb = b;
@@ -1056,6 +1161,7 @@ static unsigned int pmc_write_blocks(struct pmemcache *pc, u64 origin,
 			pmc_kick_writeback(pc);
 			wait_event(pc->free_wait, READ_ONCE(pc->nr_free));
 			spin_lock(&pc->lock);
+			hint = NULL;	/* the index may have changed */
 			continue;
 		}
 		nb = list_first_entry(&pc->free, struct pmc_block, list);
@@ -1068,15 +1174,21 @@ static unsigned int pmc_write_blocks(struct pmemcache *pc, u64 origin,
 		if (b) {
 			if (b->seq <= pc->committed)
 				this_cpu_inc(pc->stats->write_hits_committed);
-			pmc_supersede(pc, b, nb->seq);
+			/* Same place in the index: no rebalancing. */
+			rb_replace_node(&b->node, &nb->node, &pc->index);
+			b->indexed = 0;
+			pmc_retire(pc, b, nb->seq);
+		} else {
+			rb_link_node(&nb->node, slot.parent, slot.link);
+			rb_insert_color(&nb->node, &pc->index);
 		}
-		pmc_index_insert(pc, nb);
+		nb->indexed = 1;
 		pmc_write_entry(pc, nb);
 		pc->epoch_writes++;
 		this_cpu_inc(pc->stats->writes_allocated);
 got:
-		nb->users++;
 		run[k++] = nb;
+		hint = nb;
 	}
 	*seq = pc->seq_open;
 	if (k)
@@ -1085,15 +1197,8 @@ got:
 	return k;
 }
 
-static void pmc_write_done(struct pmemcache *pc, struct pmc_block **run,
-			   unsigned int k, u64 seq)
+static void pmc_write_done(struct pmemcache *pc, unsigned int k, u64 seq)
 {
-	unsigned int j;
-
-	spin_lock(&pc->lock);
-	for (j = 0; j < k; j++)
-		pmc_put_user(pc, run[j]);
-	spin_unlock(&pc->lock);
 	if (atomic_sub_and_test(k, &pc->inflight[seq & 1]) &&
 	    wq_has_sleeper(&pc->inflight_wait))
 		wake_up_all(&pc->inflight_wait);
@@ -1120,18 +1225,19 @@ static int pmc_map_write(struct pmemcache *pc, struct bio *bio, bool promote)
 		for (j = 0; j < k; j++)
 			pmc_copy_from_bio(pc->flush.data, bio, &iter,
 					  pmc_data(pc, run[j]), pc->block_size);
-		pmc_write_done(pc, run, k, seq);
+		pmc_write_done(pc, k, seq);
 		i += k;
 	}
 	this_cpu_add(pc->stats->writes, i);
 
 	if (!i) {
 		/* Not cached and not to be promoted: around the cache. */
-		unsigned int n = 1;
+		struct pmc_block *b;
+		unsigned int n;
 
 		spin_lock(&pc->lock);
-		while (n < nr && !pmc_lookup(pc, first + n))
-			n++;
+		b = pmc_lookup_ge(pc, first + 1);
+		n = b ? min_t(u64, nr, b->origin - first) : nr;
 		spin_unlock(&pc->lock);
 		this_cpu_add(pc->stats->writes, n);
 		this_cpu_add(pc->stats->writes_around, n);
@@ -1152,7 +1258,7 @@ static int pmc_map_write(struct pmemcache *pc, struct bio *bio, bool promote)
 		 * switch to the worker costs more than the commit.
 		 */
 		if (written >= pc->opts.val[PMC_OPT_AUTOCOMMIT_BLOCKS])
-			pmc_commit(pc);
+			pmc_autocommit(pc);
 		else if (written && !delayed_work_pending(&pc->autocommit_work))
 			queue_delayed_work(pc->wq, &pc->autocommit_work,
 					   msecs_to_jiffies(pc->opts.val[PMC_OPT_AUTOCOMMIT_TIME]));
@@ -1166,7 +1272,10 @@ static int pmc_map_write(struct pmemcache *pc, struct bio *bio, bool promote)
 
 /*
  * Discards drop the cached blocks in range and go on to the origin, when
- * it takes discards.
+ * it takes discards.  Uncommitted writes are committed first, since a
+ * block of the open epoch may have writers copying into it; one written
+ * meanwhile by a racing write is left cached, as if that write had come
+ * after the discard.
  */
 static int pmc_map_discard(struct pmemcache *pc, struct bio *bio)
 {
@@ -1179,11 +1288,16 @@ static int pmc_map_discard(struct pmemcache *pc, struct bio *bio)
 
 	if (end > first)
 		this_cpu_add(pc->stats->discards, end - first);
+	if (READ_ONCE(pc->epoch_writes) ||
+	    READ_ONCE(pc->committed) + 1 < READ_ONCE(pc->seq_open))
+		pmc_commit(pc);
 	spin_lock(&pc->lock);
 	for (b = pmc_lookup_ge(pc, first); b && b->origin < end; b = next) {
 		struct rb_node *n = rb_next(&b->node);
 
 		next = n ? rb_entry(n, struct pmc_block, node) : NULL;
+		if (b->seq > pc->committed)
+			continue;
 		if (b->state == PMC_DIRTY) {
 			pmc_index_erase(pc, b);
 			list_add_tail(&b->list, &dead);

@@ -38,6 +38,8 @@
 #include <linux/types.h>
 #include <linux/device-mapper.h>
 #include <linux/kernel.h>
+#include <linux/string.h>
+#include <linux/build_bug.h>
 
 #define DM_MSG_PREFIX "pmemcache"
 
@@ -169,5 +171,53 @@ void pmc_copy_to_pmem(enum pmc_flush_mode mode, void *dst, const void *src,
 		      size_t len);
 void pmc_flush_range(enum pmc_flush_mode mode, void *addr, size_t len);
 void pmc_fence(void);
+
+/**
+ * pmc_copy_record() - pmc_copy_to_pmem() for a metadata record
+ * @mode: the strategy
+ * @dst: destination, 16-byte aligned, inside the mapped cache
+ * @src: source
+ * @len: bytes, a constant multiple of 16
+ *
+ * Inline, so that in movnt mode a record is a few movnti instructions
+ * rather than a call into the general copy loop.
+ */
+static __always_inline void pmc_copy_record(enum pmc_flush_mode mode,
+					    void *dst, const void *src,
+					    size_t len)
+{
+#ifdef CONFIG_X86
+	BUILD_BUG_ON(!__builtin_constant_p(len) || len % 16);
+	if (mode == PMC_FLUSH_MOVNT) {
+		size_t i;
+
+		for (i = 0; i < len; i += 16)
+			memcpy_flushcache(dst + i, src + i, 16);
+		return;
+	}
+#endif
+	pmc_copy_to_pmem(mode, dst, src, len);
+}
+
+/**
+ * pmc_zero_u64() - zero one aligned 8-byte field in pmem
+ * @mode: the strategy
+ * @p: the field, inside the mapped cache
+ *
+ * A single store, which cannot tear; durable after the next pmc_fence().
+ */
+static __always_inline void pmc_zero_u64(enum pmc_flush_mode mode, __le64 *p)
+{
+	static const __le64 zero;
+
+#ifdef CONFIG_X86
+	if (mode == PMC_FLUSH_MOVNT) {
+		memcpy_flushcache(p, &zero, sizeof(*p));
+		return;
+	}
+#endif
+	WRITE_ONCE(*p, zero);
+	pmc_flush_range(mode, p, sizeof(*p));
+}
 
 #endif /* DM_PMEMCACHE_H */

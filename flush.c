@@ -7,7 +7,9 @@
  *   pmc_copy_to_pmem() - copy into pmem, durable after the next fence;
  *   pmc_flush_range()  - write back a range already stored in pmem,
  *                        durable after the next fence;
- *   pmc_fence()        - order and complete everything above.
+ *   pmc_fence()        - order and complete everything above;
+ * and two inline shortcuts in dm-pmemcache.h for the metadata records
+ * written on every I/O: pmc_copy_record() and pmc_zero_u64().
  *
  * Strategies (table option flush_mode):
  *   movnt      - memcpy_flushcache(): non-temporal stores (movnti) on x86,
