@@ -19,7 +19,7 @@
 #include <linux/init.h>
 #include <linux/bio.h>
 #include <linux/blkdev.h>
-#include <linux/crc32.h>
+#include <linux/crc32c.h>
 #include <linux/highmem.h>
 #include <linux/kernel.h>
 #include <linux/ktime.h>
@@ -355,14 +355,14 @@ static u32 pmc_entry_crc(struct pmemcache *pc, u64 origin, u64 seq, u64 idx)
 {
 	__le64 v[3] = { cpu_to_le64(origin), cpu_to_le64(seq), cpu_to_le64(idx) };
 
-	return __crc32c_le(pc->crc_seed, (const u8 *)v, sizeof(v));
+	return crc32c(pc->crc_seed, (const u8 *)v, sizeof(v));
 }
 
 static u32 pmc_commit_crc(struct pmemcache *pc, u64 seq)
 {
 	__le64 v = cpu_to_le64(seq);
 
-	return __crc32c_le(pc->crc_seed, (const u8 *)&v, sizeof(v));
+	return crc32c(pc->crc_seed, (const u8 *)&v, sizeof(v));
 }
 
 /* Write the entry of @b; durable after the next fence.  Under pc->lock. */
@@ -1121,9 +1121,10 @@ static int pmc_map_read(struct pmemcache *pc, struct bio *bio)
  * @run, counted as in-flight writers of the epoch *@seq they all belong
  * to.  A block being written needs no user count: it holds uncommitted
  * data, so it is freed only by a commit, and a commit waits for the
- * writers of its epoch (pmc_map_discard() leaves such blocks alone).  A block of the open epoch is written in place; any
- * other is replaced by a new block, so that the committed version
- * survives until the new one is committed.  Stops early before a block
+ * writers of its epoch (pmc_map_discard() leaves such blocks alone).
+ * A block of the open epoch is written in place; any other is replaced
+ * by a new block, so that the committed version survives until the new
+ * one is committed.  Stops early before a block
  * that is to go around the cache (not cached and !@promote: cleaner mode,
  * or metadata_only and not REQ_META), and when no block is free and some
  * were taken.  Returns how many blocks were taken (0: the first block
@@ -1360,7 +1361,7 @@ static int pmc_map(struct dm_target *ti, struct bio *bio)
 
 static u32 pmc_sb_crc(const struct pmc_sb *sb)
 {
-	return __crc32c_le(~0U, (const u8 *)sb, offsetof(struct pmc_sb, crc));
+	return crc32c(~0U, (const u8 *)sb, offsetof(struct pmc_sb, crc));
 }
 
 /* Blocks that fit in @size bytes of cache, with the superblock and entries. */
@@ -1414,7 +1415,7 @@ static void pmc_format(struct pmemcache *pc, u64 nr_blocks)
 	sb.data_offset = cpu_to_le64(pc->data - pc->pmem.addr);
 	get_random_bytes(sb.uuid, sizeof(sb.uuid));
 	sb.crc = cpu_to_le32(pmc_sb_crc(&sb));
-	pc->crc_seed = __crc32c_le(~0U, sb.uuid, sizeof(sb.uuid));
+	pc->crc_seed = crc32c(~0U, sb.uuid, sizeof(sb.uuid));
 	pmc_copy_to_pmem(pc->flush.meta, pc->sb, &sb, sizeof(sb));
 	pmc_write_commit(pc, 0);
 	DMINFO("%pg: formatted a cache of %llu blocks of %u bytes",
@@ -1504,7 +1505,7 @@ static int pmc_open_cache(struct pmemcache *pc)
 		ti->error = "Cache superblock offsets are inconsistent";
 		return -EINVAL;
 	}
-	pc->crc_seed = __crc32c_le(~0U, sb.uuid, sizeof(sb.uuid));
+	pc->crc_seed = crc32c(~0U, sb.uuid, sizeof(sb.uuid));
 	return 0;
 }
 

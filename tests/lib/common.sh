@@ -11,10 +11,19 @@ _modprobe() {
 	modprobe -C "$PMC_TOP/tests/vm/modprobe.d" -d "$PMC_KROOT" "$@"
 }
 
+# crc32c for our checksums: libcrc32c and an implementation of it (the
+# SSE 4.2 one when the CPU has it).  Loaded here because the guest kernel
+# cannot autoload modules from the unpacked kernel tree.
+_load_crc32c() {
+	_modprobe crc32c_intel 2> /dev/null || _modprobe crc32c_generic 2> /dev/null
+	_modprobe libcrc32c
+}
+
 # Load dm-mod and our freshly built module.
 _load_pmemcache() {
 	_modprobe dm_mod || return 1
 	[ -d /sys/module/dm_pmemcache ] && return 0
+	_load_crc32c || return 1
 	insmod "$PMC_TOP/dm-pmemcache.ko"
 }
 
