@@ -17,6 +17,9 @@ ROUNDS=${PMC_BENCH_ROUNDS:-1}
 MODE=${PMC_BENCH_MODE:-det}
 OUT=${PMC_BENCH_OUT:-$PMC_WORK}
 if [ "$MODE" = par ]; then
+	# Wall clock: runs of a few seconds, so that a moment of host noise
+	# weighs less; fio goes round the range as often as needed.
+	N=${PMC_BENCH_PAR_IOS:-100000}
 	SYSTEMS="raw linear writecache pmemcache"
 	WORKLOADS="randwrite_2jobs randwrite_qd1"
 else
@@ -60,7 +63,11 @@ job() {
 	common="--direct=1 --filename=$dev --randseed=1 --size=${PMC_BENCH_SIZE:-64m} --output-format=json --name=$1"
 	case $1 in
 	randwrite_qd1)
-		fio $common --rw=randwrite --bs=4k --ioengine=psync --number_ios=$N ;;
+		if [ "$MODE" = par ]; then
+			fio $common --rw=randwrite --bs=4k --ioengine=psync --io_size=$((N * 4))k
+		else
+			fio $common --rw=randwrite --bs=4k --ioengine=psync --number_ios=$N
+		fi ;;
 	randwrite_qd16)
 		fio $common --rw=randwrite --bs=4k --ioengine=libaio --iodepth=16 --number_ios=$N ;;
 	randwrite_fsync32)
@@ -74,8 +81,8 @@ job() {
 		fio $common --rw=write --bs=1m --ioengine=psync --output-format=terse > /dev/null
 		fio $common --rw=randrw --rwmixread=70 --bs=4k --ioengine=psync --number_ios=$N ;;
 	randwrite_2jobs)
-		# Two threads, each in its own half of the range.
-		fio $common --rw=randwrite --bs=4k --ioengine=psync --number_ios=$((N / 2)) \
+		# Two threads, each in its own half of the range, N/2 I/Os each.
+		fio $common --rw=randwrite --bs=4k --ioengine=psync --io_size=$((N * 2))k \
 			--numjobs=2 --offset_increment=${PMC_BENCH_SIZE:-64m} --thread \
 			--group_reporting ;;
 	esac

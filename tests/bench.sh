@@ -10,7 +10,9 @@
 # BENCH_ROUNDS (default 2) and BENCH_IOS (default 20000) size it: the
 # default takes about 45 minutes.  fio reports runtime in whole
 # milliseconds, so runs of a few thousand I/Os are quantised by several
-# percent; 20000 keeps that under 1%.
+# percent; 20000 keeps that under 1%.  Parallel mode runs
+# BENCH_PAR_ROUNDS (default 5) rounds of BENCH_PAR_IOS (default 100000)
+# I/Os per system and workload.
 
 set -u
 # shellcheck source=tests/lib/host.sh
@@ -42,7 +44,7 @@ check "$work" benchmark
 par=$work/parallel
 mkdir -p "$par"
 echo "# booting the VM in parallel mode (2 vCPUs)"
-pmc_boot "$par" 5400 "pmc.script=tests/bench-guest.sh pmc.bench_mode=par pmc.bench_rounds=${BENCH_PAR_ROUNDS:-5} pmc.bench_ios=${BENCH_IOS:-20000}"
+pmc_boot "$par" 5400 "pmc.script=tests/bench-guest.sh pmc.bench_mode=par pmc.bench_rounds=${BENCH_PAR_ROUNDS:-5} pmc.bench_par_ios=${BENCH_PAR_IOS:-100000}"
 check "$par" "parallel-mode benchmark"
 
 python3 - "$work" <<'PY'
