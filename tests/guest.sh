@@ -25,10 +25,10 @@ exec > "$PMC_WORK/output" 2>&1
 
 if [ -n "${PMC_SCRIPT:-}" ]; then
 	_load_pmemcache || finish "fail: cannot load the module"
-	if bash -e "$PMC_TOP/$PMC_SCRIPT"; then
-		finish pass
-	fi
-	finish "fail: $PMC_SCRIPT exited with $?"
+	bash -e "$PMC_TOP/$PMC_SCRIPT"
+	rc=$?
+	[ $rc -eq 0 ] && finish pass
+	finish "fail: $PMC_SCRIPT exited with $rc"
 fi
 
 case_file=$PMC_TOP/tests/cases/$PMC_TEST
