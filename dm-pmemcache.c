@@ -387,23 +387,6 @@ static void pmc_clear_entry(struct pmemcache *pc, u64 i)
 	pmc_zero_u64(pc->flush.meta, &pc->entries[i].seq);
 }
 
-static struct pmc_block *pmc_lookup(struct pmemcache *pc, u64 origin)
-{
-	struct rb_node *n = pc->index.rb_node;
-
-	while (n) {
-		struct pmc_block *b = rb_entry(n, struct pmc_block, node);
-
-		if (origin < b->origin)
-			n = n->rb_left;
-		else if (origin > b->origin)
-			n = n->rb_right;
-		else
-			return b;
-	}
-	return NULL;
-}
-
 /* The first indexed block caching @origin or a later origin block. */
 static struct pmc_block *pmc_lookup_ge(struct pmemcache *pc, u64 origin)
 {
@@ -481,17 +464,20 @@ static struct pmc_block *pmc_find(struct pmemcache *pc, u64 origin,
 	return NULL;
 }
 
+static struct pmc_block *pmc_lookup(struct pmemcache *pc, u64 origin)
+{
+	struct pmc_slot slot;
+
+	return pmc_find(pc, origin, NULL, &slot);
+}
+
+/* Index @nb, whose origin block is not in the index.  Under pc->lock. */
 static void pmc_index_insert(struct pmemcache *pc, struct pmc_block *nb)
 {
-	struct rb_node **p = &pc->index.rb_node, *parent = NULL;
+	struct pmc_slot slot;
 
-	while (*p) {
-		struct pmc_block *b = rb_entry(*p, struct pmc_block, node);
-
-		parent = *p;
-		p = nb->origin < b->origin ? &(*p)->rb_left : &(*p)->rb_right;
-	}
-	rb_link_node(&nb->node, parent, p);
+	pmc_find(pc, nb->origin, NULL, &slot);
+	rb_link_node(&nb->node, slot.parent, slot.link);
 	rb_insert_color(&nb->node, &pc->index);
 	nb->indexed = 1;
 }
