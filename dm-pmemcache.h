@@ -220,4 +220,20 @@ static __always_inline void pmc_zero_u64(enum pmc_flush_mode mode, __le64 *p)
 	pmc_flush_range(mode, p, sizeof(*p));
 }
 
+/* Points where a test build lets a test pause a thread or cut the power. */
+enum pmc_test_point {
+	PMC_TP_NONE,
+	PMC_TP_WRITE_COPY,	/* a writer holds its blocks, before copying */
+	PMC_TP_WB_SUBMIT,	/* writeback took a batch, before submitting */
+	PMC_TP_WB_FINISH,	/* writeback bios ended, before freeing */
+	PMC_TP_FORMAT_MID,	/* format: between its last two records */
+	PMC_NR_TEST_POINTS
+};
+
+#ifdef PMC_TEST_HOOKS
+void pmc_test_point(enum pmc_test_point p);
+#else
+static inline void pmc_test_point(enum pmc_test_point p) { }
+#endif
+
 #endif /* DM_PMEMCACHE_H */

@@ -17,7 +17,8 @@ pmc_prepare
 results=$PMC_TOP/tests/results
 [ "${KERNEL:-}" = debug ] && results=$PMC_TOP/tests/results/debug
 mkdir -p "$results"
-pmc_build_module "$results/build.log"
+# The test build: with the pause and crash points of test_hooks.c.
+pmc_build_module "$results/build.log" PMC_TEST_HOOKS=y
 
 if [ $# -gt 0 ] && [ -n "$1" ]; then
 	tests=("$@")

@@ -145,9 +145,10 @@ pmc_initramfs() {
 	rm -rf "$dir"
 }
 
-# Build dm-pmemcache.ko against the guest kernel's headers.
+# pmc_build_module LOG [MAKE_ARGS...]: build dm-pmemcache.ko against the
+# guest kernel's headers (make check adds PMC_TEST_HOOKS=y).
 pmc_build_module() {
-	make -s -C "$PMC_TOP" KDIR="$PMC_KDIR" modules > "$1" 2>&1 ||
+	make -s -C "$PMC_TOP" KDIR="$PMC_KDIR" modules "${@:2}" > "$1" 2>&1 ||
 		{ cat "$1" >&2; pmc_die "module build failed"; }
 }
 
