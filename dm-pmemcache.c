@@ -33,6 +33,7 @@
 #include <linux/uaccess.h>
 #include <linux/vmalloc.h>
 #include <linux/wait.h>
+#include <linux/wait_bit.h>
 #include <linux/workqueue.h>
 
 #include "dm-pmemcache.h"
@@ -135,7 +136,7 @@ enum pmc_state {
 /**
  * struct pmc_block - the in-memory state of one cache block (64 bytes)
  * @node: in pmemcache.index, by @origin, while the block is the newest
- *        version of its origin block
+ *        version of its origin block; RB_CLEAR_NODE() while it is not
  * @list: on pmemcache.free, .superseded or a writeback batch
  * @origin: the origin block cached here
  * @seq: the commit sequence of the write that filled it; once superseded,
@@ -143,7 +144,9 @@ enum pmc_state {
  * @users: readers copying data out right now (writers are counted in
  *         pmemcache.inflight instead: see pmc_map_discard())
  * @state: enum pmc_state
- * @indexed: @node is in pmemcache.index
+ * @filling: 1 from the moment a writer takes the block from the free list
+ *           until its data is copied in, 2 when a reader waits for that;
+ *           cleared by the writer without pc->lock (pmc_fill_done())
  * @age: jiffies when the block was filled (for max_age)
  */
 struct pmc_block {
@@ -153,7 +156,7 @@ struct pmc_block {
 	u64 seq;
 	u16 users;
 	u8 state;
-	u8 indexed;
+	u8 filling;
 	u32 age;
 };
 
@@ -183,27 +186,35 @@ struct pmc_block {
  * @superseded: blocks replaced by a newer write, freed once it commits
  * @nr_free: blocks on @free
  * @nr_writeback: blocks in state PMC_WRITEBACK
+ * @nr_wb_superseded: of those, blocks no longer in the index (a newer
+ *                    version of their origin block was written)
  * @seq_open: sequence number given to writes now; @committed + 1 or more
  * @committed: the highest sequence number durable on media
  * @epoch_writes: blocks written in epoch @seq_open
  * @inflight: writers still copying, by parity of their sequence number
  * @inflight_wait: commit waits here for @inflight to drain
  * @free_wait: writers wait here for a free block
- * @commit_lock: serialises commits
+ * @commit_lock: serialises commits, and the end of a writeback batch
+ *               with them
+ * @flush_lock: one flush message (or flush_on_suspend) at a time
  * @wq: runs commits and writeback
  * @commit_work: an asynchronous commit (a writer waiting for a free block)
  * @autocommit_work: the autocommit_time timer
  * @writeback_work: the writeback loop
  * @max_age_work: the max_age timer
  * @wb_bios: bio set for writeback bios
- * @wb_all: write back every block, whatever the watermarks (counted)
+ * @wb_all: a flush message runs: write back every block committed up to
+ *          @wb_upto, whatever the watermarks
+ * @wb_upto: see @wb_all; under pc->lock
+ * @wb_upto_done: writeback found no block left up to @wb_upto
  * @wb_active: writeback went above high_watermark, runs to low_watermark
  * @wb_age_due: the max_age timer asks for a pass over old blocks
  * @cleaner: cleaner mode (option or message)
  * @flush_on_suspend: write back everything when suspended
  * @suspended: no writeback, no timers
  * @loaded: the index was built from the media
- * @error: a latched error (negative errno); the device fails all I/O
+ * @origin_unflushed: a write went around the cache to the origin since
+ *                    the last flush sent there
  * @wb_errors: origin write errors seen by writeback
  * @media_errors: machine checks seen reading the cache
  * @meta_errors: entries found corrupt when loading
@@ -234,6 +245,7 @@ struct pmemcache {
 	struct list_head superseded;
 	u64 nr_free;
 	u64 nr_writeback;
+	u64 nr_wb_superseded;
 	u64 seq_open;
 	u64 committed;
 	u64 epoch_writes;
@@ -242,6 +254,7 @@ struct pmemcache {
 	wait_queue_head_t free_wait;
 
 	struct mutex commit_lock;	/* see above */
+	struct mutex flush_lock;	/* see above */
 	struct workqueue_struct *wq;
 	struct work_struct commit_work;
 	struct delayed_work autocommit_work;
@@ -250,13 +263,15 @@ struct pmemcache {
 	struct bio_set wb_bios;
 
 	atomic_t wb_all;
+	u64 wb_upto;
+	bool wb_upto_done;
 	bool wb_active;
 	bool wb_age_due;
 	bool cleaner;
 	bool flush_on_suspend;
 	bool suspended;
 	bool loaded;
-	int error;
+	bool origin_unflushed;
 	atomic64_t wb_errors;
 	atomic64_t media_errors;
 	u64 meta_errors;
@@ -479,13 +494,17 @@ static void pmc_index_insert(struct pmemcache *pc, struct pmc_block *nb)
 	pmc_find(pc, nb->origin, NULL, &slot);
 	rb_link_node(&nb->node, slot.parent, slot.link);
 	rb_insert_color(&nb->node, &pc->index);
-	nb->indexed = 1;
 }
 
 static void pmc_index_erase(struct pmemcache *pc, struct pmc_block *b)
 {
 	rb_erase(&b->node, &pc->index);
-	b->indexed = 0;
+	RB_CLEAR_NODE(&b->node);
+}
+
+static inline bool pmc_indexed(struct pmc_block *b)
+{
+	return !RB_EMPTY_NODE(&b->node);
 }
 
 /*
@@ -522,14 +541,8 @@ static void pmc_retire(struct pmemcache *pc, struct pmc_block *b, u64 seq)
 	b->seq = seq;
 	if (b->state == PMC_DIRTY)
 		list_add_tail(&b->list, &pc->superseded);
-	/* PMC_WRITEBACK: freed when its writeback ends. */
-}
-
-/* pmc_retire() for a block still in the index.  Under pc->lock. */
-static void pmc_supersede(struct pmemcache *pc, struct pmc_block *b, u64 seq)
-{
-	pmc_index_erase(pc, b);
-	pmc_retire(pc, b, seq);
+	else	/* PMC_WRITEBACK: dealt with when its writeback ends. */
+		pc->nr_wb_superseded++;
 }
 
 /* Blocks that can hold data: all but the unusable ones. */
@@ -583,6 +596,7 @@ static void __pmc_commit(struct pmemcache *pc)
 	struct pmc_block *b, *tmp;
 	LIST_HEAD(done);
 	unsigned int spins = 0;
+	bool freed;
 	u64 seq = 0;
 
 	spin_lock(&pc->lock);
@@ -603,26 +617,34 @@ static void __pmc_commit(struct pmemcache *pc)
 		pmc_write_commit(pc, seq);
 	}
 
+	/*
+	 * The blocks that the commit superseded are freed on media before
+	 * the commit counts in memory: until then nothing (writeback, a
+	 * discard) may free the newer versions, whose older ones would
+	 * come back after a crash.
+	 */
 	spin_lock(&pc->lock);
-	if (seq)
-		pc->committed = seq;
 	list_for_each_entry_safe(b, tmp, &pc->superseded, list)
-		if (b->seq <= pc->committed)
+		if (b->seq <= (seq ?: pc->committed))
 			list_move_tail(&b->list, &done);
 	spin_unlock(&pc->lock);
 
-	if (!list_empty(&done)) {
-		list_for_each_entry(b, &done, list)
-			pmc_clear_entry(pc, pmc_idx(pc, b));
+	freed = !list_empty(&done);
+	list_for_each_entry(b, &done, list)
+		pmc_clear_entry(pc, pmc_idx(pc, b));
+	if (freed)
 		pmc_fence();
-		spin_lock(&pc->lock);
-		list_for_each_entry_safe(b, tmp, &done, list) {
-			list_del(&b->list);
-			pmc_release(pc, b);
-		}
-		spin_unlock(&pc->lock);
-		wake_up_all(&pc->free_wait);
+
+	spin_lock(&pc->lock);
+	if (seq)
+		pc->committed = seq;
+	list_for_each_entry_safe(b, tmp, &done, list) {
+		list_del(&b->list);
+		pmc_release(pc, b);
 	}
+	spin_unlock(&pc->lock);
+	if (freed)
+		wake_up_all(&pc->free_wait);
 
 	if (seq && pmc_used_percent(pc) >= pc->opts.val[PMC_OPT_HIGH_WATERMARK])
 		pmc_kick_writeback(pc);
@@ -736,11 +758,13 @@ static u64 pmc_above_low(struct pmemcache *pc)
 
 /*
  * Take up to @max committed dirty blocks, in origin order, that are older
- * than @min_age jiffies (0: any).  Under pc->lock.
+ * than @min_age jiffies (0: any); while a flush message runs, only those
+ * it waits for.  Under pc->lock.
  */
 static unsigned int pmc_wb_pick(struct pmemcache *pc, struct list_head *batch,
 				unsigned int max, unsigned long min_age)
 {
+	u64 upto = atomic_read(&pc->wb_all) ? pc->wb_upto : pc->committed;
 	u32 now = (u32)jiffies;
 	unsigned int n = 0;
 	struct rb_node *node;
@@ -749,7 +773,7 @@ static unsigned int pmc_wb_pick(struct pmemcache *pc, struct list_head *batch,
 	     node = rb_next(node)) {
 		struct pmc_block *b = rb_entry(node, struct pmc_block, node);
 
-		if (b->state != PMC_DIRTY || b->seq > pc->committed)
+		if (b->state != PMC_DIRTY || b->seq > upto)
 			continue;
 		if (min_age && (u32)(now - b->age) < min_age)
 			continue;
@@ -815,7 +839,10 @@ static void pmc_wb_write(struct pmemcache *pc, struct list_head *blocks,
 /*
  * Finish a batch: blocks whose write (and, with nofua, the origin flush
  * after it) succeeded are freed: entry zeroed on media, fenced, then out
- * of the index and onto the free list.  The others stay dirty.
+ * of the index and onto the free list.  So are blocks that failed but
+ * were superseded by a committed write meanwhile: their entries must not
+ * outlive the newer version's.  The other failed blocks stay dirty.
+ * Under pc->commit_lock, so that pc->committed cannot move meanwhile.
  * Returns the number of blocks that failed.
  */
 static unsigned int pmc_wb_finish(struct pmemcache *pc,
@@ -823,7 +850,7 @@ static unsigned int pmc_wb_finish(struct pmemcache *pc,
 {
 	struct pmc_wb_io *io, *tmp_io;
 	struct pmc_block *b, *tmp;
-	LIST_HEAD(good);
+	LIST_HEAD(done);
 	LIST_HEAD(bad);
 	unsigned int failed = 0;
 	int flush_err = 0;
@@ -833,7 +860,7 @@ static unsigned int pmc_wb_finish(struct pmemcache *pc,
 
 	list_for_each_entry_safe(io, tmp_io, &batch->ios, list) {
 		list_splice_tail_init(&io->blocks,
-				      io->status || flush_err ? &bad : &good);
+				      io->status || flush_err ? &bad : &done);
 		if (io->status || flush_err)
 			DMERR_LIMIT("writeback to %pg failed at sector %llu: %d",
 				    pc->origin->bdev,
@@ -844,28 +871,41 @@ static unsigned int pmc_wb_finish(struct pmemcache *pc,
 		bio_put(&io->bio);
 	}
 
-	list_for_each_entry(b, &good, list)
+	mutex_lock(&pc->commit_lock);
+	spin_lock(&pc->lock);
+	list_for_each_entry_safe(b, tmp, &bad, list) {
+		failed++;
+		if (!pmc_indexed(b) && b->seq <= pc->committed)
+			list_move_tail(&b->list, &done);
+	}
+	spin_unlock(&pc->lock);
+
+	list_for_each_entry(b, &done, list)
 		pmc_clear_entry(pc, pmc_idx(pc, b));
 	pmc_fence();
 
 	spin_lock(&pc->lock);
-	list_for_each_entry_safe(b, tmp, &good, list) {
+	list_for_each_entry_safe(b, tmp, &done, list) {
 		list_del(&b->list);
 		pc->nr_writeback--;
-		if (b->indexed)
+		if (pmc_indexed(b))
 			pmc_index_erase(pc, b);
+		else
+			pc->nr_wb_superseded--;
 		pmc_release(pc, b);
 	}
 	list_for_each_entry_safe(b, tmp, &bad, list) {
 		list_del(&b->list);
 		pc->nr_writeback--;
-		failed++;
 		b->state = PMC_DIRTY;
-		/* Superseded meanwhile: keep it until the newer write commits. */
-		if (!b->indexed)
+		/* Superseded meanwhile: kept until the newer write commits. */
+		if (!pmc_indexed(b)) {
+			pc->nr_wb_superseded--;
 			list_add_tail(&b->list, &pc->superseded);
+		}
 	}
 	spin_unlock(&pc->lock);
+	mutex_unlock(&pc->commit_lock);
 	wake_up_all(&pc->free_wait);
 	if (failed)
 		atomic64_add(failed, &pc->wb_errors);
@@ -896,8 +936,11 @@ static void pmc_writeback_work(struct work_struct *w)
 		    !pc->cleaner)
 			max = min_t(u64, max, pmc_above_low(pc));
 		n = want ? pmc_wb_pick(pc, &blocks, max, min_age) : 0;
-		if (!n)
+		if (!n) {
 			pc->wb_age_due = false;
+			if (want && atomic_read(&pc->wb_all))
+				pc->wb_upto_done = true;
+		}
 		spin_unlock(&pc->lock);
 
 		if (!n) {
@@ -913,9 +956,11 @@ static void pmc_writeback_work(struct work_struct *w)
 		atomic_set(&batch.pending, 1);
 		init_completion(&batch.done);
 		INIT_LIST_HEAD(&batch.ios);
+		pmc_test_point(PMC_TP_WB_SUBMIT);
 		pmc_wb_write(pc, &blocks, &batch);
 		if (!atomic_dec_and_test(&batch.pending))
 			wait_for_completion_io(&batch.done);
+		pmc_test_point(PMC_TP_WB_FINISH);
 		if (pmc_wb_finish(pc, &batch)) {
 			/* The origin fails: try again in a second. */
 			if (!READ_ONCE(pc->suspended))
@@ -943,44 +988,50 @@ static void pmc_max_age_work(struct work_struct *w)
 				   max(period, msecs_to_jiffies(100)));
 }
 
-static bool pmc_clean(struct pmemcache *pc)
-{
-	bool clean;
-
-	spin_lock(&pc->lock);
-	clean = pc->nr_free == pmc_usable(pc);
-	spin_unlock(&pc->lock);
-	return clean;
-}
-
 /*
- * Write back everything: commit, then run writeback until the cache is
- * clean or writeback fails.  Returns 0, -EIO or -EINTR.
+ * The flush message (and flush_on_suspend): commit, then write back every
+ * block committed by then; blocks written later are left for the usual
+ * writeback, so that writes faster than the origin cannot keep it going.
+ * Ends early, with -EBUSY, when the device is suspended (writeback stops
+ * then), with -EINTR on a signal, with -EIO when writeback fails.
  */
 static int pmc_write_back_all(struct pmemcache *pc)
 {
 	u64 errors = atomic64_read(&pc->wb_errors);
+	bool done;
 	int r = 0;
 
+	mutex_lock(&pc->flush_lock);
+	pmc_commit(pc);
+	spin_lock(&pc->lock);
+	pc->wb_upto = pc->committed;
+	pc->wb_upto_done = false;
+	spin_unlock(&pc->lock);
 	atomic_inc(&pc->wb_all);
 	for (;;) {
-		pmc_commit(pc);
+		if (READ_ONCE(pc->suspended)) {
+			r = -EBUSY;
+			break;
+		}
 		mod_delayed_work(pc->wq, &pc->writeback_work, 0);
 		flush_delayed_work(&pc->writeback_work);
-		if (pmc_clean(pc))
+		spin_lock(&pc->lock);
+		done = pc->wb_upto_done;
+		spin_unlock(&pc->lock);
+		if (done)
 			break;
 		if (atomic64_read(&pc->wb_errors) != errors) {
 			r = -EIO;
 			break;
 		}
-		if (fatal_signal_pending(current)) {
+		if (signal_pending(current)) {
 			r = -EINTR;
 			break;
 		}
-		/* Blocks in use by readers: let them finish. */
 		schedule_timeout_interruptible(HZ / 100);
 	}
 	atomic_dec(&pc->wb_all);
+	mutex_unlock(&pc->flush_lock);
 	return r;
 }
 
@@ -1034,6 +1085,29 @@ static void pmc_remap(struct pmemcache *pc, struct bio *bio)
 }
 
 /*
+ * A block just taken from the free list holds another origin block's data
+ * until its writer has copied the new data in.  The writer marks it
+ * (filling = 1, under pc->lock) and clears the mark when done; a reader
+ * that finds the mark set turns it to 2 and sleeps until it is cleared.
+ * The xchg() and cmpxchg() are full barriers: the writer's data (also
+ * non-temporal stores, which a locked instruction drains) is visible
+ * before the mark is seen clear.
+ */
+static void pmc_fill_done(struct pmc_block *b)
+{
+	if (xchg(&b->filling, 0) == 2)
+		wake_up_var(&b->filling);
+}
+
+/* Called with a user count on @b, without pc->lock. */
+static void pmc_wait_filled(struct pmc_block *b)
+{
+	if (likely(!READ_ONCE(b->filling)) || !cmpxchg(&b->filling, 1, 2))
+		return;
+	wait_var_event(&b->filling, !smp_load_acquire(&b->filling));
+}
+
+/*
  * Reads: the first run of blocks that are all cached, or all not, is
  * served (from pmem, or by remapping to the origin); dm sends the rest
  * of the bio again.
@@ -1081,10 +1155,12 @@ static int pmc_map_read(struct pmemcache *pc, struct bio *bio)
 
 	this_cpu_add(pc->stats->read_hits, n);
 	iter = bio->bi_iter;
-	for (i = 0; i < n; i++)
+	for (i = 0; i < n; i++) {
+		pmc_wait_filled(run[i]);
 		if (!pmc_copy_to_bio(bio, &iter, pmc_data(pc, run[i]),
 				     pc->block_size))
 			ok = false;
+	}
 	spin_lock(&pc->lock);
 	for (i = 0; i < n; i++)
 		pmc_put_user(pc, run[i]);
@@ -1114,15 +1190,20 @@ static int pmc_map_read(struct pmemcache *pc, struct bio *bio)
  * that is to go around the cache (not cached and !@promote: cleaner mode,
  * or metadata_only and not REQ_META), and when no block is free and some
  * were taken.  Returns how many blocks were taken (0: the first block
- * goes around).
+ * goes around).  Bit j of *@fresh is set when run[j] came from the free
+ * list: the caller clears its filling mark once the data is in.
  */
 static unsigned int pmc_write_blocks(struct pmemcache *pc, u64 origin,
 				     unsigned int n, bool promote,
-				     struct pmc_block **run, u64 *seq)
+				     struct pmc_block **run, u64 *seq,
+				     u32 *fresh)
 {
 	struct pmc_block *hint = NULL;
 	struct pmc_slot slot;
 	unsigned int k = 0;
+
+	BUILD_BUG_ON(PMC_WRITE_RUN > 32);
+	*fresh = 0;
 
 	spin_lock(&pc->lock);
 	while (k < n) {
@@ -1157,19 +1238,20 @@ static unsigned int pmc_write_blocks(struct pmemcache *pc, u64 origin,
 		nb->origin = origin + k;
 		nb->seq = pc->seq_open;
 		nb->state = PMC_DIRTY;
+		nb->filling = 1;
+		*fresh |= BIT(k);
 		nb->age = (u32)jiffies;
 		if (b) {
 			if (b->seq <= pc->committed)
 				this_cpu_inc(pc->stats->write_hits_committed);
 			/* Same place in the index: no rebalancing. */
 			rb_replace_node(&b->node, &nb->node, &pc->index);
-			b->indexed = 0;
+			RB_CLEAR_NODE(&b->node);
 			pmc_retire(pc, b, nb->seq);
 		} else {
 			rb_link_node(&nb->node, slot.parent, slot.link);
 			rb_insert_color(&nb->node, &pc->index);
 		}
-		nb->indexed = 1;
 		pmc_write_entry(pc, nb);
 		pc->epoch_writes++;
 		this_cpu_inc(pc->stats->writes_allocated);
@@ -1202,16 +1284,21 @@ static int pmc_map_write(struct pmemcache *pc, struct bio *bio, bool promote)
 	for (i = 0; i < nr; ) {
 		struct pmc_block *run[PMC_WRITE_RUN];
 		unsigned int j, k;
+		u32 fresh;
 		u64 seq;
 
 		k = pmc_write_blocks(pc, first + i,
 				     min_t(unsigned int, nr - i, PMC_WRITE_RUN),
-				     promote, run, &seq);
+				     promote, run, &seq, &fresh);
 		if (!k)
 			break;
-		for (j = 0; j < k; j++)
+		pmc_test_point(PMC_TP_WRITE_COPY);
+		for (j = 0; j < k; j++) {
 			pmc_copy_from_bio(pc->flush.data, bio, &iter,
 					  pmc_data(pc, run[j]), pc->block_size);
+			if (fresh & BIT(j))
+				pmc_fill_done(run[j]);
+		}
 		pmc_write_done(pc, k, seq);
 		i += k;
 	}
@@ -1230,6 +1317,9 @@ static int pmc_map_write(struct pmemcache *pc, struct bio *bio, bool promote)
 		this_cpu_add(pc->stats->writes_around, n);
 		if (n < nr)
 			dm_accept_partial_bio(bio, n << (pc->block_shift - SECTOR_SHIFT));
+		/* The next flush goes on to the origin (pmc_map). */
+		if (!READ_ONCE(pc->origin_unflushed))
+			WRITE_ONCE(pc->origin_unflushed, true);
 		pmc_remap(pc, bio);
 		return DM_MAPIO_REMAPPED;
 	}
@@ -1262,7 +1352,11 @@ static int pmc_map_write(struct pmemcache *pc, struct bio *bio, bool promote)
  * it takes discards.  Uncommitted writes are committed first, since a
  * block of the open epoch may have writers copying into it; one written
  * meanwhile by a racing write is left cached, as if that write had come
- * after the discard.
+ * after the discard.  A block under writeback stays cached (freed when
+ * its writeback ends): out of the index, a later write of its origin
+ * block could go around the cache and reach the origin before the
+ * writeback's older data.  While any superseded block is under writeback
+ * no block is dropped: its newer version must outlive its entry.
  */
 static int pmc_map_discard(struct pmemcache *pc, struct bio *bio)
 {
@@ -1283,16 +1377,12 @@ static int pmc_map_discard(struct pmemcache *pc, struct bio *bio)
 		struct rb_node *n = rb_next(&b->node);
 
 		next = n ? rb_entry(n, struct pmc_block, node) : NULL;
-		if (b->seq > pc->committed)
+		if (b->seq > pc->committed || b->state != PMC_DIRTY ||
+		    pc->nr_wb_superseded)
 			continue;
-		if (b->state == PMC_DIRTY) {
-			pmc_index_erase(pc, b);
-			list_add_tail(&b->list, &dead);
-			pmc_clear_entry(pc, pmc_idx(pc, b));
-		} else {
-			/* Under writeback: freed when that ends. */
-			pmc_supersede(pc, b, pc->committed);
-		}
+		pmc_index_erase(pc, b);
+		list_add_tail(&b->list, &dead);
+		pmc_clear_entry(pc, pmc_idx(pc, b));
 	}
 	if (!list_empty(&dead)) {
 		pmc_fence();
@@ -1316,17 +1406,28 @@ static int pmc_map(struct dm_target *ti, struct bio *bio)
 	struct pmemcache *pc = ti->private;
 
 	bio->bi_iter.bi_sector = dm_target_offset(ti, bio->bi_iter.bi_sector);
-	if (unlikely(READ_ONCE(pc->error))) {
-		bio->bi_status = errno_to_blk_status(pc->error);
-		bio_endio(bio);
-		return DM_MAPIO_SUBMITTED;
-	}
 	if (bio->bi_opf & REQ_PREFLUSH) {
 		/* dm sends the flush as an empty bio; data comes separately. */
 		this_cpu_inc(pc->stats->flushes);
 		pmc_commit(pc);
+		/* Writes went around the cache: the origin must flush too. */
+		if (READ_ONCE(pc->origin_unflushed) &&
+		    xchg(&pc->origin_unflushed, false)) {
+			pmc_remap(pc, bio);
+			return DM_MAPIO_REMAPPED;
+		}
 		bio_endio(bio);
 		return DM_MAPIO_SUBMITTED;
+	}
+	/* The queue limits rule these out; never copy at a wrong offset. */
+	if (unlikely(((u32)bio->bi_iter.bi_sector | bio_sectors(bio)) &
+		     ((pc->block_size >> SECTOR_SHIFT) - 1)) &&
+	    bio_op(bio) != REQ_OP_DISCARD) {
+		DMERR_LIMIT("%s: I/O at sector %llu, %u sectors, not aligned to the block size %u",
+			    dm_device_name(dm_table_get_md(ti->table)),
+			    (unsigned long long)bio->bi_iter.bi_sector,
+			    bio_sectors(bio), pc->block_size);
+		return DM_MAPIO_KILL;
 	}
 	switch (bio_op(bio)) {
 	case REQ_OP_READ:
@@ -1373,7 +1474,11 @@ static void pmc_layout(struct pmemcache *pc, u64 nr_blocks)
 		round_up(nr_blocks * sizeof(struct pmc_entry), PAGE_SIZE);
 }
 
-/* Format: zero the entries, then write the superblock and commit 0. */
+/*
+ * Format: zero the entries and the commit slots, write commit 0, and only
+ * then the superblock.  A crash before the superblock is durable leaves
+ * the first sector zero, and the next activation formats again.
+ */
 static void pmc_format(struct pmemcache *pc, u64 nr_blocks)
 {
 	void *zero = page_address(ZERO_PAGE(0));
@@ -1391,7 +1496,6 @@ static void pmc_format(struct pmemcache *pc, u64 nr_blocks)
 	}
 	pmc_copy_to_pmem(pc->flush.meta, (void *)pc->sb + PMC_COMMIT_OFFSET(1),
 			 zero, sizeof(struct pmc_commit));
-	pmc_fence();
 
 	sb.magic = cpu_to_le32(PMC_MAGIC);
 	sb.version = cpu_to_le32(PMC_VERSION);
@@ -1402,8 +1506,10 @@ static void pmc_format(struct pmemcache *pc, u64 nr_blocks)
 	get_random_bytes(sb.uuid, sizeof(sb.uuid));
 	sb.crc = cpu_to_le32(pmc_sb_crc(&sb));
 	pc->crc_seed = crc32c(~0U, sb.uuid, sizeof(sb.uuid));
+	pmc_write_commit(pc, 0);	/* fences: everything above durable */
+	pmc_test_point(PMC_TP_FORMAT_MID);
 	pmc_copy_to_pmem(pc->flush.meta, pc->sb, &sb, sizeof(sb));
-	pmc_write_commit(pc, 0);
+	pmc_fence();
 	DMINFO("%pg: formatted a cache of %llu blocks of %u bytes",
 	       pc->pmem.dev->bdev, nr_blocks, pc->block_size);
 }
@@ -1551,7 +1657,7 @@ static void pmc_drop_bad_block(struct pmemcache *pc, struct pmc_block *b,
 static int pmc_load(struct pmemcache *pc)
 {
 	s64 committed = pmc_read_commit(pc);
-	u64 i, nr_dirty = 0, dropped = 0;
+	u64 i, nr_dirty = 0, dropped = 0, beyond = 0, max_origin = 0;
 	ktime_t t0 = ktime_get();
 
 	if (committed < 0) {
@@ -1561,6 +1667,13 @@ static int pmc_load(struct pmemcache *pc)
 	}
 	pc->committed = committed;
 	pc->seq_open = committed + 1;
+	/* From scratch: an earlier attempt may have been refused. */
+	pc->index = RB_ROOT;
+	INIT_LIST_HEAD(&pc->free);
+	INIT_LIST_HEAD(&pc->superseded);
+	pc->nr_free = 0;
+	pc->nr_bad = 0;
+	pc->meta_errors = 0;
 
 	for (i = 0; i < pc->nr_blocks; i++) {
 		struct pmc_block *b = &pc->blocks[i], *old;
@@ -1569,6 +1682,8 @@ static int pmc_load(struct pmemcache *pc)
 
 		if (!(i & 4095))
 			cond_resched();
+		memset(b, 0, sizeof(*b));
+		RB_CLEAR_NODE(&b->node);
 		b->state = PMC_FREE;
 		if (pmc_pmem_range_bad(&pc->pmem,
 				       pmc_data(pc, b) - pc->pmem.addr,
@@ -1591,8 +1706,15 @@ static int pmc_load(struct pmemcache *pc)
 			dropped++;
 			goto clear;
 		}
-		if (le32_to_cpu(e.crc) != pmc_entry_crc(pc, origin, seq, i) ||
+		if (le32_to_cpu(e.crc) == pmc_entry_crc(pc, origin, seq, i) &&
 		    origin >= pc->origin_blocks) {
+			/* A longer table wrote it: leave it as it is. */
+			beyond++;
+			max_origin = max(max_origin, origin);
+			b->state = PMC_DYING;
+			continue;
+		}
+		if (le32_to_cpu(e.crc) != pmc_entry_crc(pc, origin, seq, i)) {
 			pc->meta_errors++;
 			DMERR_LIMIT("%pg: corrupt entry %llu (origin %llu, seq %llu): data lost",
 				    pc->pmem.dev->bdev, i, origin, seq);
@@ -1623,6 +1745,13 @@ free:
 		pc->nr_free++;
 	}
 	pmc_fence();
+	if (beyond) {
+		DMERR("%pg: the cache holds %llu blocks for origin blocks past the target's end (up to block %llu of %u bytes; the table has %llu): load a table at least %llu sectors long, or flush the cache under the old table first",
+		      pc->pmem.dev->bdev, beyond, max_origin, pc->block_size,
+		      pc->origin_blocks,
+		      (max_origin + 1) << (pc->block_shift - SECTOR_SHIFT));
+		return -EINVAL;
+	}
 	DMINFO("%pg: recovered %llu dirty of %llu blocks in %lld us",
 	       pc->pmem.dev->bdev, nr_dirty, pc->nr_blocks,
 	       ktime_us_delta(ktime_get(), t0));
@@ -1811,6 +1940,7 @@ static int pmc_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 	init_waitqueue_head(&pc->inflight_wait);
 	init_waitqueue_head(&pc->free_wait);
 	mutex_init(&pc->commit_lock);
+	mutex_init(&pc->flush_lock);
 	INIT_WORK(&pc->commit_work, pmc_commit_work);
 	INIT_DELAYED_WORK(&pc->autocommit_work, pmc_autocommit_work);
 	INIT_DELAYED_WORK(&pc->writeback_work, pmc_writeback_work);
@@ -1895,8 +2025,9 @@ static void pmc_status(struct dm_target *ti, status_type_t type,
 		nr_wb = pc->nr_writeback;
 		nr_dirty = pmc_usable(pc) - pc->nr_free;
 		spin_unlock(&pc->lock);
-		DMEMIT("%d %llu %llu %llu %llu %llu %llu %llu %llu %llu %llu %llu %llu %llu",
-		       READ_ONCE(pc->error), pmc_usable(pc), nr_free,
+		/* Field 1, an error latch in dm-writecache: stores to pmem fail not. */
+		DMEMIT("0 %llu %llu %llu %llu %llu %llu %llu %llu %llu %llu %llu %llu %llu",
+		       pmc_usable(pc), nr_free,
 		       nr_wb, st.reads, st.read_hits, st.writes,
 		       st.write_hits_uncommitted, st.write_hits_committed,
 		       st.writes_around, st.writes_allocated, st.writes_blocked,
@@ -1945,6 +2076,9 @@ static void pmc_postsuspend(struct dm_target *ti)
 	pmc_stop_work(pc);
 	/* Everything written so far is durable before a new table loads it. */
 	pmc_commit(pc);
+	if (READ_ONCE(pc->origin_unflushed) && xchg(&pc->origin_unflushed, false) &&
+	    blkdev_issue_flush(pc->origin->bdev))
+		DMERR("%pg: flushing the origin at suspend failed", pc->origin->bdev);
 }
 
 static int pmc_preresume(struct dm_target *ti)

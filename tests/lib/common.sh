@@ -178,3 +178,76 @@ print(f"{dev}@{off}: {n_old} old, {n_new} new, {bad} neither")
 sys.exit(1 if bad else 0)
 PY
 }
+
+# Test hooks (test_hooks.c; make check builds the module with them).
+PMC_PARAMS=/sys/module/dm_pmemcache/parameters
+
+# _pause_at POINT: threads that reach POINT wait there (none: let go).
+_pause_at() {
+	echo "$1" > $PMC_PARAMS/test_pause_at
+}
+
+# _paused: how many times a thread stopped at a pause point so far.
+_paused() {
+	cat $PMC_PARAMS/test_paused
+}
+
+# _wait_paused N: wait (30 s at most) until N stops were counted.
+_wait_paused() {
+	local i
+
+	for i in $(seq 1 300); do
+		[ "$(_paused)" -ge "$1" ] && return 0
+		sleep 0.1
+	done
+	_fail "no thread reached the pause point (stops: $(_paused), expected $1)"
+}
+
+# _wait_blocked PID: wait (20 s at most) until process PID has ended or
+# sleeps uninterruptibly (state D: waiting in the kernel).  PID must be
+# the process itself (an external command started with &, not a shell
+# function, whose $! is a subshell).
+_wait_blocked() {
+	local i st
+
+	for i in $(seq 1 200); do
+		st=$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null) || return 0
+		[ "$st" = D ] && return 0
+		sleep 0.1
+	done
+	_fail "process $1 neither ended nor blocked"
+}
+
+# _crash_at POINT CMD...: cut the power when the module reaches POINT
+# while CMD runs (the next boot of a BOOTS=N test goes on).  Fails when
+# CMD ends without reaching it.
+_crash_at() {
+	local point=$1
+
+	shift
+	echo crash > "$PMC_WORK/result"
+	dmesg > "$PMC_WORK/dmesg"
+	sync "$PMC_WORK/result" "$PMC_WORK/dmesg" "$PMC_WORK/output"
+	echo "$point" > $PMC_PARAMS/test_crash_at
+	"$@"
+	echo none > $PMC_PARAMS/test_crash_at
+	_fail "'$*' ended without reaching test point $point"
+}
+
+# _pattern FILE CHAR [BLOCKS]: FILE is BLOCKS (default 1) 4 KiB blocks of CHAR.
+_pattern() {
+	head -c $((4096 * ${3:-1})) /dev/zero | tr '\0' "$2" > "$1"
+}
+
+# _wait_clean NAME: wait (60 s at most) until NAME has no dirty block.
+_wait_clean() {
+	local i
+
+	for i in $(seq 1 600); do
+		_pmc_status "$1" > /dev/null
+		[ "${S[2]}" = "${S[3]}" ] && [ "${S[4]}" = 0 ] && return 0
+		sleep 0.1
+	done
+	_pmc_status "$1"
+	_fail "$1 did not become clean"
+}
