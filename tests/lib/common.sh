@@ -137,10 +137,28 @@ _random_file() {
 }
 
 # _same_data FILE DEV [OFFSET_BYTES]: DEV holds FILE at OFFSET_BYTES.
+# FILE may be a pipe (<(...)): it is read into a file first, so that the
+# whole of it is compared.
 _same_data() {
-	cmp -n "$(stat -c %s "$1")" "$1" <(dd if="$2" bs=1M \
-		iflag=direct,skip_bytes skip="${3:-0}" status=none) ||
-		_fail "$2 does not hold $1 at ${3:-0}"
+	local f=$1 n
+
+	if [ ! -f "$f" ]; then
+		f=$(mktemp)
+		cat "$1" > "$f"
+	fi
+	n=$(stat -c %s "$f")
+	[ "$n" -gt 0 ] || _fail "_same_data: $1 is empty"
+	dd if="$2" of=/tmp/same_data.dev bs=1M iflag=direct,skip_bytes,count_bytes \
+		skip="${3:-0}" count="$n" status=none ||
+		_fail "reading $2 at ${3:-0} failed"
+	cmp "$f" /tmp/same_data.dev || _fail "$2 does not hold $1 at ${3:-0}"
+	[ "$f" = "$1" ] || rm -f "$f"
+	rm -f /tmp/same_data.dev
+}
+
+# _hex FILE OFFSET LEN: LEN bytes of FILE from OFFSET, in hex.
+_hex() {
+	od -An -tx1 -j "$2" -N "$3" "$1" | tr -d ' \n'
 }
 
 # _pmc_status NAME: the status fields of a pmemcache device in S[1..],
