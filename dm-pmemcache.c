@@ -1104,6 +1104,7 @@ static void pmc_wait_filled(struct pmc_block *b)
 {
 	if (likely(!READ_ONCE(b->filling)) || !cmpxchg(&b->filling, 1, 2))
 		return;
+	/* Acquire: the data copied in before the mark was cleared. */
 	wait_var_event(&b->filling, !smp_load_acquire(&b->filling));
 }
 
@@ -1746,9 +1747,10 @@ free:
 	}
 	pmc_fence();
 	if (beyond) {
-		DMERR("%pg: the cache holds %llu blocks for origin blocks past the target's end (up to block %llu of %u bytes; the table has %llu): load a table at least %llu sectors long, or flush the cache under the old table first",
-		      pc->pmem.dev->bdev, beyond, max_origin, pc->block_size,
-		      pc->origin_blocks,
+		DMERR("%pg: %llu cached blocks lie past the target's end (block %llu; it has %llu)",
+		      pc->pmem.dev->bdev, beyond, max_origin, pc->origin_blocks);
+		DMERR("%pg: load a table of at least %llu sectors, or flush under the old one",
+		      pc->pmem.dev->bdev,
 		      (max_origin + 1) << (pc->block_shift - SECTOR_SHIFT));
 		return -EINVAL;
 	}

@@ -47,10 +47,21 @@
  *    block only after the origin write (and, with nofua, an origin flush)
  *    completed.  So at any moment every origin block's newest committed
  *    version is either in a valid entry or on the origin.
- * 4. Recovery keeps, per origin block, the valid entry with the highest
+ * 4. The entry of an origin block's newest committed version is never
+ *    zeroed while an older valid entry of that block could survive a
+ *    crash: a commit zeroes and fences the entries it supersedes before
+ *    the engine counts it as committed (only then may writeback or a
+ *    discard free the newer block); a superseded block whose writeback
+ *    failed is zeroed at once if its successor is committed; a discard
+ *    frees nothing while a superseded block is under writeback.
+ * 5. Recovery keeps, per origin block, the valid entry with the highest
  *    seq, and zeroes (then fences) every other one before the cache is
  *    used, so that a later commit of the same sequence number cannot
- *    revive a leftover of the crash.
+ *    revive a leftover of the crash.  It never zeroes a valid entry for
+ *    an origin block past the table's end: such a table is refused.
+ * 6. Format makes the zeroed entries and commit record 0 durable before
+ *    it writes the superblock, and fences that last: until then the
+ *    first sector is zero and the next activation formats again.
  */
 
 #include <linux/cache.h>

@@ -97,6 +97,6 @@ void pmc_test_point(enum pmc_test_point p)
 	atomic_inc(&pmc_paused);
 	pr_info("dm-pmemcache: test_pause_at %s: waiting\n", pmc_test_names[p]);
 	while (READ_ONCE(pmc_pause_at) == p)
-		msleep(1);
+		usleep_range(1000, 2000);
 	pr_info("dm-pmemcache: test_pause_at %s: going on\n", pmc_test_names[p]);
 }
