@@ -213,8 +213,6 @@ struct pmc_block {
  * @flush_on_suspend: write back everything when suspended
  * @suspended: no writeback, no timers
  * @loaded: the index was built from the media
- * @origin_unflushed: a write went around the cache to the origin since
- *                    the last flush sent there
  * @wb_errors: origin write errors seen by writeback
  * @media_errors: machine checks seen reading the cache
  * @meta_errors: entries found corrupt when loading
@@ -271,7 +269,6 @@ struct pmemcache {
 	bool flush_on_suspend;
 	bool suspended;
 	bool loaded;
-	bool origin_unflushed;
 	atomic64_t wb_errors;
 	atomic64_t media_errors;
 	u64 meta_errors;
@@ -938,7 +935,8 @@ static void pmc_writeback_work(struct work_struct *w)
 		n = want ? pmc_wb_pick(pc, &blocks, max, min_age) : 0;
 		if (!n) {
 			pc->wb_age_due = false;
-			if (want && atomic_read(&pc->wb_all))
+			/* A max_age pass (min_age) looked at old blocks only. */
+			if (want && !min_age && atomic_read(&pc->wb_all))
 				pc->wb_upto_done = true;
 		}
 		spin_unlock(&pc->lock);
@@ -993,15 +991,19 @@ static void pmc_max_age_work(struct work_struct *w)
  * block committed by then; blocks written later are left for the usual
  * writeback, so that writes faster than the origin cannot keep it going.
  * Ends early, with -EBUSY, when the device is suspended (writeback stops
- * then), with -EINTR on a signal, with -EIO when writeback fails.
+ * then), with -EINTR on a signal (@interruptible: any, else a fatal one),
+ * with -EIO when writeback fails.
  */
-static int pmc_write_back_all(struct pmemcache *pc)
+static int pmc_write_back_all(struct pmemcache *pc, bool interruptible)
 {
 	u64 errors = atomic64_read(&pc->wb_errors);
 	bool done;
 	int r = 0;
 
-	mutex_lock(&pc->flush_lock);
+	if (!interruptible)
+		mutex_lock(&pc->flush_lock);
+	else if (mutex_lock_interruptible(&pc->flush_lock))
+		return -EINTR;
 	pmc_commit(pc);
 	spin_lock(&pc->lock);
 	pc->wb_upto = pc->committed;
@@ -1015,16 +1017,17 @@ static int pmc_write_back_all(struct pmemcache *pc)
 		}
 		mod_delayed_work(pc->wq, &pc->writeback_work, 0);
 		flush_delayed_work(&pc->writeback_work);
+		if (atomic64_read(&pc->wb_errors) != errors) {
+			r = -EIO;
+			break;
+		}
 		spin_lock(&pc->lock);
 		done = pc->wb_upto_done;
 		spin_unlock(&pc->lock);
 		if (done)
 			break;
-		if (atomic64_read(&pc->wb_errors) != errors) {
-			r = -EIO;
-			break;
-		}
-		if (signal_pending(current)) {
+		if (interruptible ? signal_pending(current) :
+		    fatal_signal_pending(current)) {
 			r = -EINTR;
 			break;
 		}
@@ -1032,6 +1035,8 @@ static int pmc_write_back_all(struct pmemcache *pc)
 	}
 	atomic_dec(&pc->wb_all);
 	mutex_unlock(&pc->flush_lock);
+	/* Blocks written meanwhile were left alone: writers may wait for them. */
+	pmc_kick_writeback(pc);
 	return r;
 }
 
@@ -1085,13 +1090,24 @@ static void pmc_remap(struct pmemcache *pc, struct bio *bio)
 }
 
 /*
+ * May writes go around the cache to the origin (cleaner, metadata_only)?
+ * Then every flush goes on to the origin as well: tracking which writes
+ * went around, and which flush covered them, is not worth its races.
+ */
+static bool pmc_writes_around(struct pmemcache *pc)
+{
+	return READ_ONCE(pc->cleaner) ||
+		pmc_given(&pc->opts, PMC_OPT_METADATA_ONLY);
+}
+
+/*
  * A block just taken from the free list holds another origin block's data
  * until its writer has copied the new data in.  The writer marks it
  * (filling = 1, under pc->lock) and clears the mark when done; a reader
  * that finds the mark set turns it to 2 and sleeps until it is cleared.
- * The xchg() and cmpxchg() are full barriers: the writer's data (also
- * non-temporal stores, which a locked instruction drains) is visible
- * before the mark is seen clear.
+ * The writer fences its copies first (non-temporal stores are not
+ * ordered by plain barriers), then clears the mark with xchg(), a full
+ * barrier; readers load the mark with acquire semantics.
  */
 static void pmc_fill_done(struct pmc_block *b)
 {
@@ -1102,7 +1118,7 @@ static void pmc_fill_done(struct pmc_block *b)
 /* Called with a user count on @b, without pc->lock. */
 static void pmc_wait_filled(struct pmc_block *b)
 {
-	if (likely(!READ_ONCE(b->filling)) || !cmpxchg(&b->filling, 1, 2))
+	if (likely(!smp_load_acquire(&b->filling)) || !cmpxchg(&b->filling, 1, 2))
 		return;
 	/* Acquire: the data copied in before the mark was cleared. */
 	wait_var_event(&b->filling, !smp_load_acquire(&b->filling));
@@ -1294,11 +1310,15 @@ static int pmc_map_write(struct pmemcache *pc, struct bio *bio, bool promote)
 		if (!k)
 			break;
 		pmc_test_point(PMC_TP_WRITE_COPY);
-		for (j = 0; j < k; j++) {
+		for (j = 0; j < k; j++)
 			pmc_copy_from_bio(pc->flush.data, bio, &iter,
 					  pmc_data(pc, run[j]), pc->block_size);
-			if (fresh & BIT(j))
-				pmc_fill_done(run[j]);
+		if (fresh) {
+			/* Visible before a reader may copy it out. */
+			pmc_fence();
+			for (j = 0; j < k; j++)
+				if (fresh & BIT(j))
+					pmc_fill_done(run[j]);
 		}
 		pmc_write_done(pc, k, seq);
 		i += k;
@@ -1318,9 +1338,6 @@ static int pmc_map_write(struct pmemcache *pc, struct bio *bio, bool promote)
 		this_cpu_add(pc->stats->writes_around, n);
 		if (n < nr)
 			dm_accept_partial_bio(bio, n << (pc->block_shift - SECTOR_SHIFT));
-		/* The next flush goes on to the origin (pmc_map). */
-		if (!READ_ONCE(pc->origin_unflushed))
-			WRITE_ONCE(pc->origin_unflushed, true);
 		pmc_remap(pc, bio);
 		return DM_MAPIO_REMAPPED;
 	}
@@ -1411,9 +1428,8 @@ static int pmc_map(struct dm_target *ti, struct bio *bio)
 		/* dm sends the flush as an empty bio; data comes separately. */
 		this_cpu_inc(pc->stats->flushes);
 		pmc_commit(pc);
-		/* Writes went around the cache: the origin must flush too. */
-		if (READ_ONCE(pc->origin_unflushed) &&
-		    xchg(&pc->origin_unflushed, false)) {
+		/* Writes may go around the cache: the origin must flush too. */
+		if (pmc_writes_around(pc)) {
 			pmc_remap(pc, bio);
 			return DM_MAPIO_REMAPPED;
 		}
@@ -2072,14 +2088,13 @@ static void pmc_postsuspend(struct dm_target *ti)
 {
 	struct pmemcache *pc = ti->private;
 
-	if (pc->flush_on_suspend && pmc_write_back_all(pc))
+	if (pc->flush_on_suspend && pmc_write_back_all(pc, false))
 		DMERR("%pg: flush_on_suspend: writeback failed; dirty blocks stay in the cache",
 		      pc->pmem.dev->bdev);
 	pmc_stop_work(pc);
 	/* Everything written so far is durable before a new table loads it. */
 	pmc_commit(pc);
-	if (READ_ONCE(pc->origin_unflushed) && xchg(&pc->origin_unflushed, false) &&
-	    blkdev_issue_flush(pc->origin->bdev))
+	if (pmc_writes_around(pc) && blkdev_issue_flush(pc->origin->bdev))
 		DMERR("%pg: flushing the origin at suspend failed", pc->origin->bdev);
 }
 
@@ -2121,7 +2136,7 @@ static int pmc_message(struct dm_target *ti, unsigned int argc, char **argv,
 	if (!strcasecmp(argv[0], "flush")) {
 		if (!pc->loaded || READ_ONCE(pc->suspended))
 			return -EBUSY;
-		return pmc_write_back_all(pc);
+		return pmc_write_back_all(pc, true);
 	}
 	if (!strcasecmp(argv[0], "flush_on_suspend")) {
 		pc->flush_on_suspend = true;
