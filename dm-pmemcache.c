@@ -1118,9 +1118,9 @@ static void pmc_fill_done(struct pmc_block *b)
 /* Called with a user count on @b, without pc->lock. */
 static void pmc_wait_filled(struct pmc_block *b)
 {
+	/* Acquire: the data copied in before the mark was cleared. */
 	if (likely(!smp_load_acquire(&b->filling)) || !cmpxchg(&b->filling, 1, 2))
 		return;
-	/* Acquire: the data copied in before the mark was cleared. */
 	wait_var_event(&b->filling, !smp_load_acquire(&b->filling));
 }
 
