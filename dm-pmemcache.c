@@ -1121,6 +1121,7 @@ static void pmc_wait_filled(struct pmc_block *b)
 	/* Acquire: the data copied in before the mark was cleared. */
 	if (likely(!smp_load_acquire(&b->filling)) || !cmpxchg(&b->filling, 1, 2))
 		return;
+	/* Acquire, as above. */
 	wait_var_event(&b->filling, !smp_load_acquire(&b->filling));
 }
 
