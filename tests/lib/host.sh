@@ -85,9 +85,16 @@ pmc_debug_kernel() {
 			make -s olddefconfig) > "$dir/config.log" 2>&1 ||
 			pmc_die "debug kernel config failed: $dir/config.log"
 		for o in KASAN PROVE_LOCKING DEBUG_KMEMLEAK DEBUG_ATOMIC_SLEEP \
-			FAULT_INJECTION ACPI_NFIT BLK_DEV_PMEM FS_DAX NVDIMM_PFN \
-			NET_9P_VIRTIO 9P_FS BLK_DEV_DM MODULE_UNLOAD; do
+			FAULT_INJECTION FAILSLAB FAULT_INJECTION_DEBUG_FS \
+			ACPI_NFIT BLK_DEV_PMEM FS_DAX NVDIMM_PFN \
+			NET_9P_VIRTIO 9P_FS BLK_DEV_DM MODULE_UNLOAD MAGIC_SYSRQ \
+			LOCK_STAT; do
 			grep -q "^CONFIG_$o=y" "$src/.config" ||
+				pmc_die "debug kernel config lost CONFIG_$o"
+		done
+		# What the tests load as modules: lost, they would skip.
+		for o in BLK_DEV_NULL_BLK DM_DELAY DM_FLAKEY DM_WRITECACHE; do
+			grep -q "^CONFIG_$o=[ym]" "$src/.config" ||
 				pmc_die "debug kernel config lost CONFIG_$o"
 		done
 		(cd "$src" && make -j"$jobs" bzImage modules &&
@@ -109,7 +116,8 @@ pmc_debug_kernel() {
 	# from the ACPI _PRT method, whose AML loop ran into ACPICA's time
 	# limit under KASAN when the host was busy, leaving virtio without
 	# interrupts (the boot hung right after starting /init).
-	PMC_KARGS="watchdog_thresh=60 acpi=noirq"
+	# kasan_multi_shot: every KASAN report, not only the first of a boot.
+	PMC_KARGS="watchdog_thresh=60 acpi=noirq kasan_multi_shot"
 	[ "${PMC_KMEMLEAK:-1}" = 1 ] || PMC_KARGS="$PMC_KARGS kmemleak=off"
 	# shellcheck disable=SC2034 # read by tests/run.sh
 	PMC_TIMEOUT_SCALE=3
