@@ -687,15 +687,13 @@ static void pmc_autocommit_work(struct work_struct *w)
  * struct pmc_wb_io - one writeback bio and the blocks it carries
  * @blocks: the blocks, in origin order
  * @batch: the batch it belongs to
- * @list: in the batch's list of bios
- * @status: the bio's completion status
+ * @sector: where the bio starts on the origin
  * @bio: the bio (allocated from pmemcache.wb_bios with this as front pad)
  */
 struct pmc_wb_io {
 	struct list_head blocks;
 	struct pmc_wb_batch *batch;
-	struct list_head list;
-	blk_status_t status;
+	sector_t sector;
 	struct bio bio;
 };
 
@@ -703,21 +701,38 @@ struct pmc_wb_io {
  * struct pmc_wb_batch - writeback bios in flight together
  * @pending: bios not completed, plus one while submitting
  * @done: completed when @pending drops to zero
- * @ios: the struct pmc_wb_io of the batch
+ * @lock: protects @good and @bad (taken in bio completion)
+ * @good: blocks whose bio succeeded
+ * @bad: blocks whose bio failed
+ *
+ * Each bio goes back to the bio set as soon as it completes: a batch may
+ * need more bios than the set keeps in reserve, and when allocations
+ * fail (memory pressure) the next one waits for a completed bio.
  */
 struct pmc_wb_batch {
 	atomic_t pending;
 	struct completion done;
-	struct list_head ios;
+	spinlock_t lock;	/* see above */
+	struct list_head good;
+	struct list_head bad;
 };
 
 static void pmc_wb_endio(struct bio *bio)
 {
 	struct pmc_wb_io *io = container_of(bio, struct pmc_wb_io, bio);
+	struct pmc_wb_batch *batch = io->batch;
+	unsigned long flags;
 
-	io->status = bio->bi_status;
-	if (atomic_dec_and_test(&io->batch->pending))
-		complete(&io->batch->done);
+	if (bio->bi_status)
+		DMERR_LIMIT("writeback to %pg failed at sector %llu: %d",
+			    bio->bi_bdev, (unsigned long long)io->sector,
+			    blk_status_to_errno(bio->bi_status));
+	spin_lock_irqsave(&batch->lock, flags);
+	list_splice_tail(&io->blocks, bio->bi_status ? &batch->bad : &batch->good);
+	spin_unlock_irqrestore(&batch->lock, flags);
+	bio_put(bio);
+	if (atomic_dec_and_test(&batch->pending))
+		complete(&batch->done);
 }
 
 static struct page *pmc_pmem_page(void *addr)
@@ -785,7 +800,6 @@ static unsigned int pmc_wb_pick(struct pmemcache *pc, struct list_head *batch,
 static void pmc_wb_submit(struct pmemcache *pc, struct pmc_wb_batch *batch,
 			  struct pmc_wb_io *io)
 {
-	list_add_tail(&io->list, &batch->ios);
 	atomic_inc(&batch->pending);
 	submit_bio(&io->bio);
 }
@@ -820,9 +834,8 @@ static void pmc_wb_write(struct pmemcache *pc, struct list_head *blocks,
 				  struct pmc_wb_io, bio);
 		INIT_LIST_HEAD(&io->blocks);
 		io->batch = batch;
-		io->status = BLK_STS_OK;
-		io->bio.bi_iter.bi_sector =
-			b->origin << (pc->block_shift - SECTOR_SHIFT);
+		io->sector = b->origin << (pc->block_shift - SECTOR_SHIFT);
+		io->bio.bi_iter.bi_sector = io->sector;
 		io->bio.bi_end_io = pmc_wb_endio;
 		__bio_add_page(&io->bio, pmc_pmem_page(addr), pc->block_size,
 			       offset_in_page(addr));
@@ -845,27 +858,22 @@ static void pmc_wb_write(struct pmemcache *pc, struct list_head *blocks,
 static unsigned int pmc_wb_finish(struct pmemcache *pc,
 				  struct pmc_wb_batch *batch)
 {
-	struct pmc_wb_io *io, *tmp_io;
 	struct pmc_block *b, *tmp;
 	LIST_HEAD(done);
 	LIST_HEAD(bad);
 	unsigned int failed = 0;
 	int flush_err = 0;
 
-	if (pmc_given(&pc->opts, PMC_OPT_NOFUA))
+	/* Every bio has completed: the lists are ours alone. */
+	list_splice_init(&batch->bad, &bad);
+	if (pmc_given(&pc->opts, PMC_OPT_NOFUA) && !list_empty(&batch->good))
 		flush_err = blkdev_issue_flush(pc->origin->bdev);
-
-	list_for_each_entry_safe(io, tmp_io, &batch->ios, list) {
-		list_splice_tail_init(&io->blocks,
-				      io->status || flush_err ? &bad : &done);
-		if (io->status || flush_err)
-			DMERR_LIMIT("writeback to %pg failed at sector %llu: %d",
-				    pc->origin->bdev,
-				    (unsigned long long)io->bio.bi_iter.bi_sector,
-				    io->status ? blk_status_to_errno(io->status) :
-				    flush_err);
-		list_del(&io->list);
-		bio_put(&io->bio);
+	if (flush_err) {
+		DMERR_LIMIT("writeback: flushing %pg failed: %d",
+			    pc->origin->bdev, flush_err);
+		list_splice_init(&batch->good, &bad);
+	} else {
+		list_splice_init(&batch->good, &done);
 	}
 
 	mutex_lock(&pc->commit_lock);
@@ -953,7 +961,9 @@ static void pmc_writeback_work(struct work_struct *w)
 
 		atomic_set(&batch.pending, 1);
 		init_completion(&batch.done);
-		INIT_LIST_HEAD(&batch.ios);
+		spin_lock_init(&batch.lock);
+		INIT_LIST_HEAD(&batch.good);
+		INIT_LIST_HEAD(&batch.bad);
 		pmc_test_point(PMC_TP_WB_SUBMIT);
 		pmc_wb_write(pc, &blocks, &batch);
 		if (!atomic_dec_and_test(&batch.pending))
