@@ -1956,7 +1956,7 @@ static int pmc_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 		goto bad;
 
 	pc->stats = alloc_percpu(struct pmc_stats);
-	pc->blocks = kvcalloc(pc->nr_blocks, sizeof(*pc->blocks), GFP_KERNEL);
+	pc->blocks = pmc_alloc_array(pc->nr_blocks, sizeof(*pc->blocks));
 	if (!pc->stats || !pc->blocks) {
 		ti->error = "Cannot allocate memory for the cache index";
 		r = -ENOMEM;

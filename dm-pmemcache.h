@@ -40,6 +40,9 @@
 #include <linux/kernel.h>
 #include <linux/string.h>
 #include <linux/build_bug.h>
+#include <linux/overflow.h>
+#include <linux/slab.h>
+#include <linux/vmalloc.h>
 
 #define DM_MSG_PREFIX "pmemcache"
 
@@ -142,6 +145,28 @@ int pmc_pmem_map_claim(struct pmc_pmem_map *map, struct dm_target *ti,
 void pmc_pmem_map_release(struct pmc_pmem_map *map);
 bool pmc_pmem_range_bad(const struct pmc_pmem_map *map, size_t offset,
 			size_t len);
+
+/**
+ * pmc_alloc_array() - a zeroed array, as large as the format allows
+ * @n: elements
+ * @size: bytes per element
+ *
+ * kvcalloc() refuses more than INT_MAX bytes (with a warning): the
+ * per-block state of a cache above 128 GiB, the page array of one above
+ * 1 TiB.  Larger arrays come from vcalloc().  Free with kvfree().
+ *
+ * Return: the array, or NULL.
+ */
+static inline void *pmc_alloc_array(size_t n, size_t size)
+{
+	size_t bytes;
+
+	if (check_mul_overflow(n, size, &bytes))
+		return NULL;
+	if (bytes <= INT_MAX)
+		return kvcalloc(n, size, GFP_KERNEL);
+	return vcalloc(n, size);
+}
 
 /* Persistence strategies (flush.c); the table option flush_mode. */
 enum pmc_flush_mode {

@@ -7,7 +7,7 @@
  * part, and the pmem driver's own kernel mapping (with large pages) can be
  * used as it is.  A dm-linear or dm-striped volume over several namespaces
  * is several parts: we then collect the pages of every part and map them,
- * in device order, into one virtually contiguous range with vmap().
+ * in device order, into one virtually contiguous range with vm_map_ram().
  */
 
 #include <linux/bitmap.h>
@@ -82,8 +82,10 @@ static long pmc_dax_probe(struct dax_device *dax_dev, pgoff_t pgoff,
 /*
  * Walk @nr_pages pages from @pgoff on, note the bad ones, and map them all
  * linearly: the pmem driver's own mapping when the parts turn out to lie
- * back to back in it, vmap() of their pages otherwise.  Called under
- * dax_read_lock().
+ * back to back in it, vm_map_ram() of their pages otherwise.  Not vmap():
+ * it refuses more pages than the machine has RAM, and persistent memory
+ * is not RAM (a 160 GiB cache on a machine with 64 GiB is fine).  Called
+ * under dax_read_lock().
  */
 static int pmc_map_walk(struct pmc_pmem_map *map, struct dm_target *ti,
 			struct dax_device *dax_dev, pgoff_t pgoff,
@@ -99,7 +101,7 @@ static int pmc_map_walk(struct pmc_pmem_map *map, struct dm_target *ti,
 		ti->error = "Cache device too large to map (more than 2^32 pages)";
 		return -EOVERFLOW;
 	}
-	pages = kvmalloc_array(nr_pages, sizeof(*pages), GFP_KERNEL);
+	pages = pmc_alloc_array(nr_pages, sizeof(*pages));
 	if (!pages) {
 		ti->error = "Cannot allocate the page array to map the cache device";
 		return -ENOMEM;
@@ -128,8 +130,8 @@ static int pmc_map_walk(struct pmc_pmem_map *map, struct dm_target *ti,
 		if (!n) {
 			/* A bad page: mapped, but never handed out. */
 			if (!map->bad_pages) {
-				map->bad_pages = bitmap_zalloc(nr_pages,
-							       GFP_KERNEL);
+				map->bad_pages = pmc_alloc_array(BITS_TO_LONGS(nr_pages),
+								 sizeof(long));
 				if (!map->bad_pages) {
 					ti->error = "Cannot allocate the bad page bitmap";
 					r = -ENOMEM;
@@ -159,9 +161,9 @@ static int pmc_map_walk(struct pmc_pmem_map *map, struct dm_target *ti,
 		map->nr_parts = 1;
 		goto out;
 	}
-	map->addr = vmap(pages, nr_pages, VM_MAP, PAGE_KERNEL);
+	map->addr = vm_map_ram(pages, nr_pages, NUMA_NO_NODE);
 	if (!map->addr) {
-		ti->error = "Cannot map the cache device (vmap failed; out of vmalloc space?)";
+		ti->error = "Cannot map the cache device (vm_map_ram failed; out of vmalloc space?)";
 		r = -ENOMEM;
 		goto out;
 	}
@@ -256,7 +258,7 @@ int pmc_pmem_map_claim(struct pmc_pmem_map *map, struct dm_target *ti,
 	}
 	dax_read_unlock(id);
 	if (r) {
-		bitmap_free(map->bad_pages);
+		kvfree(map->bad_pages);
 		map->bad_pages = NULL;
 		return r;
 	}
@@ -302,8 +304,8 @@ bool pmc_pmem_range_bad(const struct pmc_pmem_map *map, size_t offset,
 void pmc_pmem_map_release(struct pmc_pmem_map *map)
 {
 	if (map->vmapped)
-		vunmap(map->addr);
-	bitmap_free(map->bad_pages);
+		vm_unmap_ram(map->addr, map->size >> PAGE_SHIFT);
+	kvfree(map->bad_pages);
 	map->bad_pages = NULL;
 	map->nr_bad_pages = 0;
 	map->addr = NULL;

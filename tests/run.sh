@@ -49,13 +49,15 @@ for t in "${tests[@]}"; do
 	boots=$(sed -n 's/^BOOTS=\([0-9]*\).*/\1/p' "$PMC_TOP/tests/cases/$t")
 	# QEMU_CPU=model: the CPU the test needs (default: max).
 	cpu=$(sed -n 's/^QEMU_CPU=\([A-Za-z0-9-]*\).*/\1/p' "$PMC_TOP/tests/cases/$t")
+	# VM_MEM=size: guest memory the test needs (default: 2G).
+	mem=$(sed -n 's/^VM_MEM=\([0-9]*G\).*/\1/p' "$PMC_TOP/tests/cases/$t")
 	t0=$(date +%s)
 	# A test of several boots (BOOTS=N) keeps its NVDIMM and disk files
 	# from one boot to the next; every boot but the last must end with
 	# "pass" or "crash" (the test killed the VM on purpose).
 	for b in $(seq 1 "${boots:-1}"); do
 		rm -f "$work/result" "$work/output"
-		PMC_CPU=${cpu:-max} PMC_BOOT_LIMIT=$boot_limit \
+		PMC_CPU=${cpu:-max} PMC_MEM=${mem:-2G} PMC_BOOT_LIMIT=$boot_limit \
 			pmc_boot "$work" "$tmo" "pmc.test=$t pmc.boot=$b"
 		qrc=$?
 		# The emulated debug kernel has hung, rarely, right after
@@ -64,7 +66,7 @@ for t in "${tests[@]}"; do
 		if [ $qrc -eq 125 ]; then
 			echo "# $t: the VM hung before the test started; booting again"
 			cp "$work/console.log" "$work/console.hung.$b"
-			PMC_CPU=${cpu:-max} PMC_BOOT_LIMIT=$boot_limit \
+			PMC_CPU=${cpu:-max} PMC_MEM=${mem:-2G} PMC_BOOT_LIMIT=$boot_limit \
 				pmc_boot "$work" "$tmo" "pmc.test=$t pmc.boot=$b"
 			qrc=$?
 		fi

@@ -196,7 +196,7 @@ pmc_boot() {
 	timeout -k 5 "$tmo" qemu-system-x86_64 \
 		-machine pc,nvdimm=on,accel=tcg -cpu "${PMC_CPU:-max}" \
 		-smp "${PMC_SMP:-2}" ${PMC_QEMU_EXTRA:-} \
-		-m 2G,slots=4,maxmem=8G "${dimms[@]}" \
+		-m "${PMC_MEM:-2G},slots=4,maxmem=16G" "${dimms[@]}" \
 		-drive "file=$work/disk.img,if=virtio,format=raw,cache=unsafe" \
 		-kernel "$PMC_VMLINUZ" -initrd "$PMC_INITRD" \
 		-append "console=ttyS0 oops=panic panic=-1 hung_task_panic=1 softlockup_panic=1 ${PMC_KARGS:-} pmc.kroot=$PMC_KROOT pmc.kdir=$PMC_KDIR pmc.top=$PMC_TOP pmc.work=$work $*" \
