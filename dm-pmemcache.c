@@ -560,6 +560,12 @@ static void pmc_kick_writeback(struct pmemcache *pc)
 		mod_delayed_work(pc->wq, &pc->writeback_work, 0);
 }
 
+/*
+ * Loops over blocks (a writeback pick, a discard, a commit's superseded
+ * list) handle at most this many per hold of pc->lock, then let others in.
+ */
+#define PMC_LOCK_BATCH	1024
+
 /* ---- commit ---- */
 
 static void pmc_write_commit(struct pmemcache *pc, u64 seq)
@@ -592,9 +598,9 @@ static void __pmc_commit(struct pmemcache *pc)
 {
 	struct pmc_block *b, *tmp;
 	LIST_HEAD(done);
-	unsigned int spins = 0;
+	unsigned int spins = 0, visited = 0;
+	u64 seq = 0, target;
 	bool freed;
-	u64 seq = 0;
 
 	spin_lock(&pc->lock);
 	if (pc->epoch_writes) {
@@ -618,12 +624,24 @@ static void __pmc_commit(struct pmemcache *pc)
 	 * The blocks that the commit superseded are freed on media before
 	 * the commit counts in memory: until then nothing (writeback, a
 	 * discard) may free the newer versions, whose older ones would
-	 * come back after a crash.
+	 * come back after a crash.  Only commits take blocks off
+	 * pc->superseded (writers add at its tail), so under commit_lock
+	 * the walk can let go of pc->lock between batches.
 	 */
+	target = seq ?: pc->committed;
 	spin_lock(&pc->lock);
-	list_for_each_entry_safe(b, tmp, &pc->superseded, list)
-		if (b->seq <= (seq ?: pc->committed))
+	b = list_first_entry(&pc->superseded, struct pmc_block, list);
+	while (&b->list != &pc->superseded) {
+		if (++visited % PMC_LOCK_BATCH == 0) {
+			spin_unlock(&pc->lock);
+			cond_resched();
+			spin_lock(&pc->lock);
+		}
+		tmp = list_next_entry(b, list);
+		if (b->seq <= target)
 			list_move_tail(&b->list, &done);
+		b = tmp;
+	}
 	spin_unlock(&pc->lock);
 
 	freed = !list_empty(&done);
@@ -635,7 +653,13 @@ static void __pmc_commit(struct pmemcache *pc)
 	spin_lock(&pc->lock);
 	if (seq)
 		pc->committed = seq;
+	visited = 0;
 	list_for_each_entry_safe(b, tmp, &done, list) {
+		if (++visited % PMC_LOCK_BATCH == 0) {
+			spin_unlock(&pc->lock);
+			cond_resched();
+			spin_lock(&pc->lock);
+		}
 		list_del(&b->list);
 		pmc_release(pc, b);
 	}
@@ -771,20 +795,33 @@ static u64 pmc_above_low(struct pmemcache *pc)
 /*
  * Take up to @max committed dirty blocks, in origin order, that are older
  * than @min_age jiffies (0: any); while a flush message runs, only those
- * it waits for.  Under pc->lock.
+ * it waits for.  Called with pc->lock held, which it lets go of every
+ * PMC_LOCK_BATCH blocks looked at (the blocks taken are safe meanwhile:
+ * they are PMC_WRITEBACK).
  */
 static unsigned int pmc_wb_pick(struct pmemcache *pc, struct list_head *batch,
 				unsigned int max, unsigned long min_age)
 {
-	u64 upto = atomic_read(&pc->wb_all) ? pc->wb_upto : pc->committed;
 	u32 now = (u32)jiffies;
-	unsigned int n = 0;
-	struct rb_node *node;
+	unsigned int n = 0, visited = 0;
+	struct rb_node *node = rb_first(&pc->index);
 
-	for (node = rb_first(&pc->index); node && n < max;
-	     node = rb_next(node)) {
+	while (node && n < max) {
 		struct pmc_block *b = rb_entry(node, struct pmc_block, node);
+		u64 upto = atomic_read(&pc->wb_all) ? pc->wb_upto : pc->committed;
 
+		if (++visited % PMC_LOCK_BATCH == 0) {
+			u64 resume = b->origin;
+
+			spin_unlock(&pc->lock);
+			cond_resched();
+			spin_lock(&pc->lock);
+			b = pmc_lookup_ge(pc, resume);
+			if (!b)
+				break;
+			node = &b->node;
+		}
+		node = rb_next(node);
 		if (b->state != PMC_DIRTY || b->seq > upto)
 			continue;
 		if (min_age && (u32)(now - b->age) < min_age)
@@ -1394,34 +1431,53 @@ static int pmc_map_discard(struct pmemcache *pc, struct bio *bio)
 	u64 first = (bio->bi_iter.bi_sector + (1U << shift) - 1) >> shift;
 	u64 end = bio_end_sector(bio) >> shift;
 	struct pmc_block *b, *next;
-	LIST_HEAD(dead);
+	u64 pos = first;
 
 	if (end > first)
 		this_cpu_add(pc->stats->discards, end - first);
 	if (READ_ONCE(pc->epoch_writes) ||
 	    READ_ONCE(pc->committed) + 1 < READ_ONCE(pc->seq_open))
 		pmc_commit(pc);
-	spin_lock(&pc->lock);
-	for (b = pmc_lookup_ge(pc, first); b && b->origin < end; b = next) {
-		struct rb_node *n = rb_next(&b->node);
+	/*
+	 * PMC_LOCK_BATCH blocks at a time: out of the index under the lock,
+	 * entries zeroed and fenced without it, then freed.  Meanwhile a
+	 * new write of such a block takes another block, whose entry (a
+	 * later sequence) wins at recovery should both survive a crash.
+	 */
+	while (pos < end) {
+		unsigned int visited = 0;
+		LIST_HEAD(dead);
 
-		next = n ? rb_entry(n, struct pmc_block, node) : NULL;
-		if (b->seq > pc->committed || b->state != PMC_DIRTY ||
-		    pc->nr_wb_superseded)
+		spin_lock(&pc->lock);
+		for (b = pmc_lookup_ge(pc, pos);
+		     b && b->origin < end && visited < PMC_LOCK_BATCH; b = next) {
+			struct rb_node *n = rb_next(&b->node);
+
+			next = n ? rb_entry(n, struct pmc_block, node) : NULL;
+			visited++;
+			if (b->seq > pc->committed || b->state != PMC_DIRTY ||
+			    pc->nr_wb_superseded)
+				continue;
+			pmc_index_erase(pc, b);
+			list_add_tail(&b->list, &dead);
+		}
+		pos = b && b->origin < end ? b->origin : end;
+		spin_unlock(&pc->lock);
+
+		if (list_empty(&dead))
 			continue;
-		pmc_index_erase(pc, b);
-		list_add_tail(&b->list, &dead);
-		pmc_clear_entry(pc, pmc_idx(pc, b));
-	}
-	if (!list_empty(&dead)) {
+		list_for_each_entry(b, &dead, list)
+			pmc_clear_entry(pc, pmc_idx(pc, b));
 		pmc_fence();
+		spin_lock(&pc->lock);
 		list_for_each_entry_safe(b, next, &dead, list) {
 			list_del(&b->list);
 			pmc_release(pc, b);
 		}
+		spin_unlock(&pc->lock);
+		wake_up_all(&pc->free_wait);
+		cond_resched();
 	}
-	spin_unlock(&pc->lock);
-	wake_up_all(&pc->free_wait);
 	if (!bdev_max_discard_sectors(pc->origin->bdev)) {
 		bio_endio(bio);
 		return DM_MAPIO_SUBMITTED;
