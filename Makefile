@@ -37,7 +37,7 @@ lint:
 
 # Every test in a VM; T=name runs one; KERNEL=debug uses the debug kernel.
 check:
-	KERNEL=$(KERNEL) tests/run.sh $(T)
+	KERNEL=$(KERNEL) PMC_NO_SKIP=$(PMC_NO_SKIP) tests/run.sh $(T)
 
 demo:
 	tests/demo.sh

@@ -45,16 +45,35 @@ if [ "${AUTOLOAD:-1}" = 1 ]; then
 	_load_pmemcache || finish "fail: cannot load dm-pmemcache.ko"
 fi
 
+# The debug kernel's checkers must be on, or the lane sees nothing:
+# lockdep turns itself off at its first report (even one from before
+# the test), and kmemleak may have failed to start.
+debug_kernel=0
+case "$(uname -r)" in *pmcdebug*) debug_kernel=1 ;; esac
+_checkers_on() {
+	[ $debug_kernel = 1 ] || return 0
+	grep -q 'debug_locks: *1' /proc/lockdep_stats ||
+		finish "fail: lockdep is off ($1; an earlier report turned it off)"
+	if ! grep -q 'kmemleak=off' /proc/cmdline &&
+		! echo scan > /sys/kernel/debug/kmemleak; then
+		finish "fail: kmemleak is not running ($1)"
+	fi
+}
+_checkers_on "before the test"
+
 echo "== $PMC_TEST: $DESCRIPTION"
 ( set -e -o pipefail; test_body )
 rc=$?
+_checkers_on "after the test"
 
 # Whatever the test left behind is removed; the module must then unload,
 # or something still holds it (a leaked reference, a device not freed).
 dmsetup remove_all > /dev/null 2>&1
 # On the debug kernel: a kmemleak scan while the module's symbols are
 # still loaded, so that a leak names it.
+# kmemleak reports no object younger than 5 s: wait that long first.
 if [ -w /sys/kernel/debug/kmemleak ]; then
+	sleep 6
 	echo scan > /sys/kernel/debug/kmemleak
 	sleep 1
 	echo scan > /sys/kernel/debug/kmemleak
