@@ -210,6 +210,8 @@ struct pmc_block {
  * @wb_active: writeback went above high_watermark, runs to low_watermark
  * @wb_age_due: the max_age timer asks for a pass over old blocks
  * @cleaner: cleaner mode (option or message)
+ * @wb_failing: the last writeback batch had a failed block
+ * @went_around: a write went around the cache because of @wb_failing
  * @flush_on_suspend: write back everything when suspended
  * @suspended: no writeback, no timers
  * @loaded: the index was built from the media
@@ -266,6 +268,8 @@ struct pmemcache {
 	bool wb_active;
 	bool wb_age_due;
 	bool cleaner;
+	bool wb_failing;
+	bool went_around;
 	bool flush_on_suspend;
 	bool suspended;
 	bool loaded;
@@ -948,6 +952,8 @@ static unsigned int pmc_wb_finish(struct pmemcache *pc,
 	}
 	spin_unlock(&pc->lock);
 	mutex_unlock(&pc->commit_lock);
+	/* Before the wake-up: writers waiting for a block look at it. */
+	WRITE_ONCE(pc->wb_failing, failed != 0);
 	wake_up_all(&pc->free_wait);
 	if (failed)
 		atomic64_add(failed, &pc->wb_errors);
@@ -1137,13 +1143,14 @@ static void pmc_remap(struct pmemcache *pc, struct bio *bio)
 }
 
 /*
- * May writes go around the cache to the origin (cleaner, metadata_only)?
- * Then every flush goes on to the origin as well: tracking which writes
- * went around, and which flush covered them, is not worth its races.
+ * May writes go around the cache to the origin (cleaner, metadata_only,
+ * or some did because the cache was full while writeback failed)?  Then
+ * every flush goes on to the origin as well: tracking which writes went
+ * around, and which flush covered them, is not worth its races.
  */
 static bool pmc_writes_around(struct pmemcache *pc)
 {
-	return READ_ONCE(pc->cleaner) ||
+	return READ_ONCE(pc->cleaner) || READ_ONCE(pc->went_around) ||
 		pmc_given(&pc->opts, PMC_OPT_METADATA_ONLY);
 }
 
@@ -1255,13 +1262,14 @@ static int pmc_map_read(struct pmemcache *pc, struct bio *bio)
  * that is to go around the cache (not cached and !@promote: cleaner mode,
  * or metadata_only and not REQ_META), and when no block is free and some
  * were taken.  Returns how many blocks were taken (0: the first block
- * goes around).  Bit j of *@fresh is set when run[j] came from the free
- * list: the caller clears its filling mark once the data is in.
+ * goes around, or with *@err set, fails).  Bit j of *@fresh is set when
+ * run[j] came from the free list: the caller clears its filling mark once
+ * the data is in.
  */
 static unsigned int pmc_write_blocks(struct pmemcache *pc, u64 origin,
 				     unsigned int n, bool promote,
 				     struct pmc_block **run, u64 *seq,
-				     u32 *fresh)
+				     u32 *fresh, int *err)
 {
 	struct pmc_block *hint = NULL;
 	struct pmc_slot slot;
@@ -1287,12 +1295,23 @@ static unsigned int pmc_write_blocks(struct pmemcache *pc, u64 origin,
 
 			if (k)
 				break;
+			/*
+			 * Full while writeback fails: no block may come free.
+			 * One not cached goes around the cache (the origin
+			 * takes it or fails it); a cached one cannot.
+			 */
+			if (READ_ONCE(pc->wb_failing)) {
+				if (b)
+					*err = -EIO;
+				break;
+			}
 			this_cpu_inc(pc->stats->writes_blocked);
 			spin_unlock(&pc->lock);
 			if (epoch)
 				queue_work(pc->wq, &pc->commit_work);
 			pmc_kick_writeback(pc);
-			wait_event(pc->free_wait, READ_ONCE(pc->nr_free));
+			wait_event(pc->free_wait, READ_ONCE(pc->nr_free) ||
+				   READ_ONCE(pc->wb_failing));
 			spin_lock(&pc->lock);
 			hint = NULL;	/* the index may have changed */
 			continue;
@@ -1344,6 +1363,7 @@ static int pmc_map_write(struct pmemcache *pc, struct bio *bio, bool promote)
 	unsigned int nr = bio_sectors(bio) >> (pc->block_shift - SECTOR_SHIFT);
 	struct bvec_iter iter = bio->bi_iter;
 	unsigned int i;
+	int err = 0;
 	u64 written;
 
 	for (i = 0; i < nr; ) {
@@ -1354,7 +1374,7 @@ static int pmc_map_write(struct pmemcache *pc, struct bio *bio, bool promote)
 
 		k = pmc_write_blocks(pc, first + i,
 				     min_t(unsigned int, nr - i, PMC_WRITE_RUN),
-				     promote, run, &seq, &fresh);
+				     promote, run, &seq, &fresh, &err);
 		if (!k)
 			break;
 		pmc_test_point(PMC_TP_WRITE_COPY);
@@ -1373,11 +1393,23 @@ static int pmc_map_write(struct pmemcache *pc, struct bio *bio, bool promote)
 	}
 	this_cpu_add(pc->stats->writes, i);
 
+	if (!i && err) {
+		DMERR_LIMIT("%pg: cache full, writeback failing: write of cached block %llu failed",
+			    pc->pmem.dev->bdev, first);
+		bio->bi_status = errno_to_blk_status(err);
+		bio_endio(bio);
+		return DM_MAPIO_SUBMITTED;
+	}
 	if (!i) {
-		/* Not cached and not to be promoted: around the cache. */
+		/*
+		 * Not cached and not to be promoted, or the cache is full
+		 * while writeback fails: around the cache.
+		 */
 		struct pmc_block *b;
 		unsigned int n;
 
+		if (promote && !READ_ONCE(pc->went_around))
+			WRITE_ONCE(pc->went_around, true);
 		spin_lock(&pc->lock);
 		b = pmc_lookup_ge(pc, first + 1);
 		n = b ? min_t(u64, nr, b->origin - first) : nr;

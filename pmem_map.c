@@ -163,7 +163,7 @@ static int pmc_map_walk(struct pmc_pmem_map *map, struct dm_target *ti,
 	}
 	map->addr = vm_map_ram(pages, nr_pages, NUMA_NO_NODE);
 	if (!map->addr) {
-		ti->error = "Cannot map the cache device (vm_map_ram failed; out of vmalloc space?)";
+		ti->error = "Cannot map the cache device (out of vmalloc space?)";
 		r = -ENOMEM;
 		goto out;
 	}
