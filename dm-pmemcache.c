@@ -902,7 +902,7 @@ static unsigned int pmc_wb_finish(struct pmemcache *pc,
 	struct pmc_block *b, *tmp;
 	LIST_HEAD(done);
 	LIST_HEAD(bad);
-	unsigned int failed = 0;
+	unsigned int failed = 0, visited = 0;
 	int flush_err = 0;
 
 	/* Every bio has completed: the lists are ours alone. */
@@ -932,6 +932,12 @@ static unsigned int pmc_wb_finish(struct pmemcache *pc,
 
 	spin_lock(&pc->lock);
 	list_for_each_entry_safe(b, tmp, &done, list) {
+		/* The blocks are PMC_WRITEBACK: safe while the lock is let go. */
+		if (++visited % PMC_LOCK_BATCH == 0) {
+			spin_unlock(&pc->lock);
+			cond_resched();
+			spin_lock(&pc->lock);
+		}
 		list_del(&b->list);
 		pc->nr_writeback--;
 		if (pmc_indexed(b))
@@ -941,6 +947,11 @@ static unsigned int pmc_wb_finish(struct pmemcache *pc,
 		pmc_release(pc, b);
 	}
 	list_for_each_entry_safe(b, tmp, &bad, list) {
+		if (++visited % PMC_LOCK_BATCH == 0) {
+			spin_unlock(&pc->lock);
+			cond_resched();
+			spin_lock(&pc->lock);
+		}
 		list_del(&b->list);
 		pc->nr_writeback--;
 		b->state = PMC_DIRTY;
@@ -1274,6 +1285,7 @@ static unsigned int pmc_write_blocks(struct pmemcache *pc, u64 origin,
 	struct pmc_block *hint = NULL;
 	struct pmc_slot slot;
 	unsigned int k = 0;
+	bool committed = false;
 
 	BUILD_BUG_ON(PMC_WRITE_RUN > 32);
 	*fresh = 0;
@@ -1301,6 +1313,15 @@ static unsigned int pmc_write_blocks(struct pmemcache *pc, u64 origin,
 			 * takes it or fails it); a cached one cannot.
 			 */
 			if (READ_ONCE(pc->wb_failing)) {
+				/* A commit may free superseded blocks: first that. */
+				if (!committed && (epoch || !list_empty(&pc->superseded))) {
+					committed = true;
+					spin_unlock(&pc->lock);
+					pmc_commit(pc);
+					spin_lock(&pc->lock);
+					hint = NULL;
+					continue;
+				}
 				if (b)
 					*err = -EIO;
 				break;
@@ -1464,6 +1485,7 @@ static int pmc_map_discard(struct pmemcache *pc, struct bio *bio)
 	u64 end = bio_end_sector(bio) >> shift;
 	struct pmc_block *b, *next;
 	u64 pos = first;
+	LIST_HEAD(dead);
 
 	if (end > first)
 		this_cpu_add(pc->stats->discards, end - first);
@@ -1471,43 +1493,45 @@ static int pmc_map_discard(struct pmemcache *pc, struct bio *bio)
 	    READ_ONCE(pc->committed) + 1 < READ_ONCE(pc->seq_open))
 		pmc_commit(pc);
 	/*
-	 * PMC_LOCK_BATCH blocks at a time: out of the index under the lock,
-	 * entries zeroed and fenced without it, then freed.  Meanwhile a
-	 * new write of such a block takes another block, whose entry (a
-	 * later sequence) wins at recovery should both survive a crash.
+	 * PMC_LOCK_BATCH blocks per hold of the lock: each is zeroed on
+	 * media, fenced and freed before the lock is let go, so that no
+	 * newer version of its origin block can be written, and freed in
+	 * turn, while its entry is still valid.
 	 */
 	while (pos < end) {
 		unsigned int visited = 0;
-		LIST_HEAD(dead);
+		bool freed = false;
 
 		spin_lock(&pc->lock);
+		if (pc->nr_wb_superseded) {
+			/* Nothing may be dropped now (see above). */
+			spin_unlock(&pc->lock);
+			break;
+		}
 		for (b = pmc_lookup_ge(pc, pos);
 		     b && b->origin < end && visited < PMC_LOCK_BATCH; b = next) {
 			struct rb_node *n = rb_next(&b->node);
 
 			next = n ? rb_entry(n, struct pmc_block, node) : NULL;
 			visited++;
-			if (b->seq > pc->committed || b->state != PMC_DIRTY ||
-			    pc->nr_wb_superseded)
+			if (b->seq > pc->committed || b->state != PMC_DIRTY)
 				continue;
 			pmc_index_erase(pc, b);
 			list_add_tail(&b->list, &dead);
+			pmc_clear_entry(pc, pmc_idx(pc, b));
 		}
 		pos = b && b->origin < end ? b->origin : end;
-		spin_unlock(&pc->lock);
-
-		if (list_empty(&dead))
-			continue;
-		list_for_each_entry(b, &dead, list)
-			pmc_clear_entry(pc, pmc_idx(pc, b));
-		pmc_fence();
-		spin_lock(&pc->lock);
-		list_for_each_entry_safe(b, next, &dead, list) {
-			list_del(&b->list);
-			pmc_release(pc, b);
+		if (!list_empty(&dead)) {
+			pmc_fence();
+			list_for_each_entry_safe(b, next, &dead, list) {
+				list_del(&b->list);
+				pmc_release(pc, b);
+			}
+			freed = true;
 		}
 		spin_unlock(&pc->lock);
-		wake_up_all(&pc->free_wait);
+		if (freed)
+			wake_up_all(&pc->free_wait);
 		cond_resched();
 	}
 	if (!bdev_max_discard_sectors(pc->origin->bdev)) {

@@ -121,7 +121,7 @@ struct pmc_entry {
  * @size: bytes mapped from @addr on
  * @start_sector: sectors skipped at the start of the device
  * @nr_parts: number of contiguous ranges dax_direct_access() returned
- * @vmapped: @addr lies in a vmap() mapping that we own
+ * @vmapped: @addr lies in a vm_map_ram() mapping that we own
  * @bad_pages: bitmap of the pages that held media errors at claim time
  *             (NULL when there were none)
  * @nr_bad_pages: bits set in @bad_pages

@@ -53,10 +53,10 @@
  *    the engine counts it as committed (only then may writeback or a
  *    discard free the newer block); a superseded block whose writeback
  *    failed is zeroed at once if its successor is committed; a discard
- *    frees nothing while a superseded block is under writeback.  A
- *    discard takes its blocks out of the index before it zeroes their
- *    entries: a write of such a block meanwhile goes to a new block,
- *    whose later sequence wins at recovery should both survive.
+ *    frees nothing while a superseded block is under writeback, and
+ *    zeroes and fences the entries it drops before it lets go of the
+ *    lock (a newer version written, and written back, meanwhile would
+ *    otherwise be freed while the dropped entry is still valid).
  * 5. Recovery keeps, per origin block, the valid entry with the highest
  *    seq, and zeroes (then fences) every other one before the cache is
  *    used, so that a later commit of the same sequence number cannot

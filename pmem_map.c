@@ -181,7 +181,7 @@ out:
  * @start_sector: sectors at the start of @dev that are not to be used
  *
  * Takes the pmem driver's own mapping when one dax_direct_access() call
- * covers the whole range, or assembles the parts with vmap otherwise.
+ * covers the whole range, or assembles the parts with vm_map_ram() otherwise.
  * Memory without struct pages is refused.
  * The device must stay claimed (dm_get_device) until
  * pmc_pmem_map_release() has run.

@@ -12,6 +12,8 @@
  *                    (write "none" to let them go);
  *   test_paused    - how many times a thread has stopped at a pause
  *                    point since the module was loaded (read only);
+ *   test_resume    - writing anything lets the threads waiting now go
+ *                    on, while later ones still stop;
  *   test_crash_at  - a point name: the first thread that reaches it
  *                    restarts the machine at once, like a power cut
  *                    (emergency_restart(): no sync, no shutdown).
@@ -38,6 +40,7 @@ static const char *const pmc_test_names[PMC_NR_TEST_POINTS] = {
 static int pmc_pause_at;
 static int pmc_crash_at;
 static atomic_t pmc_paused = ATOMIC_INIT(0);
+static atomic_t pmc_resumes = ATOMIC_INIT(0);
 
 static int pmc_tp_set(const char *val, const struct kernel_param *kp)
 {
@@ -79,6 +82,19 @@ static const struct kernel_param_ops pmc_paused_ops = {
 module_param_cb(test_paused, &pmc_paused_ops, NULL, 0444);
 MODULE_PARM_DESC(test_paused, "Test builds: stops at pause points so far");
 
+static int pmc_resume_set(const char *val, const struct kernel_param *kp)
+{
+	atomic_inc(&pmc_resumes);
+	return 0;
+}
+
+static const struct kernel_param_ops pmc_resume_ops = {
+	.set = pmc_resume_set,
+};
+
+module_param_cb(test_resume, &pmc_resume_ops, NULL, 0200);
+MODULE_PARM_DESC(test_resume, "Test builds: let the threads paused now go on");
+
 /**
  * pmc_test_point() - a named point where a test may intervene
  * @p: the point
@@ -87,6 +103,8 @@ MODULE_PARM_DESC(test_paused, "Test builds: stops at pause points so far");
  */
 void pmc_test_point(enum pmc_test_point p)
 {
+	int resumes = atomic_read(&pmc_resumes);
+
 	if (READ_ONCE(pmc_crash_at) == p) {
 		pr_emerg("dm-pmemcache: test_crash_at %s: restarting now\n",
 			 pmc_test_names[p]);
@@ -96,7 +114,8 @@ void pmc_test_point(enum pmc_test_point p)
 		return;
 	atomic_inc(&pmc_paused);
 	pr_info("dm-pmemcache: test_pause_at %s: waiting\n", pmc_test_names[p]);
-	while (READ_ONCE(pmc_pause_at) == p)
+	while (READ_ONCE(pmc_pause_at) == p &&
+	       atomic_read(&pmc_resumes) == resumes)
 		usleep_range(1000, 2000);
 	pr_info("dm-pmemcache: test_pause_at %s: going on\n", pmc_test_names[p]);
 }

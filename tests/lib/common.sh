@@ -205,6 +205,11 @@ _pause_at() {
 	echo "$1" > $PMC_PARAMS/test_pause_at
 }
 
+# _resume: let the threads paused now go on (later ones still stop).
+_resume() {
+	echo 1 > $PMC_PARAMS/test_resume
+}
+
 # _paused: how many times a thread stopped at a pause point so far.
 _paused() {
 	cat $PMC_PARAMS/test_paused
