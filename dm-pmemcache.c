@@ -570,6 +570,21 @@ static void pmc_kick_writeback(struct pmemcache *pc)
  */
 #define PMC_LOCK_BATCH	1024
 
+/*
+ * In such a loop, under pc->lock: every PMC_LOCK_BATCH turns, let go of
+ * the lock for a moment.  Returns true when it did: what the loop holds
+ * must be safe meanwhile, and where it is in the index may have gone.
+ */
+static bool pmc_lock_break(struct pmemcache *pc, unsigned int *turns)
+{
+	if (++*turns % PMC_LOCK_BATCH)
+		return false;
+	spin_unlock(&pc->lock);
+	cond_resched();
+	spin_lock(&pc->lock);
+	return true;
+}
+
 /* ---- commit ---- */
 
 static void pmc_write_commit(struct pmemcache *pc, u64 seq)
@@ -636,11 +651,7 @@ static void __pmc_commit(struct pmemcache *pc)
 	spin_lock(&pc->lock);
 	b = list_first_entry(&pc->superseded, struct pmc_block, list);
 	while (&b->list != &pc->superseded) {
-		if (++visited % PMC_LOCK_BATCH == 0) {
-			spin_unlock(&pc->lock);
-			cond_resched();
-			spin_lock(&pc->lock);
-		}
+		pmc_lock_break(pc, &visited);
 		tmp = list_next_entry(b, list);
 		if (b->seq <= target)
 			list_move_tail(&b->list, &done);
@@ -659,11 +670,7 @@ static void __pmc_commit(struct pmemcache *pc)
 		pc->committed = seq;
 	visited = 0;
 	list_for_each_entry_safe(b, tmp, &done, list) {
-		if (++visited % PMC_LOCK_BATCH == 0) {
-			spin_unlock(&pc->lock);
-			cond_resched();
-			spin_lock(&pc->lock);
-		}
+		pmc_lock_break(pc, &visited);
 		list_del(&b->list);
 		pmc_release(pc, b);
 	}
@@ -813,14 +820,10 @@ static unsigned int pmc_wb_pick(struct pmemcache *pc, struct list_head *batch,
 	while (node && n < max) {
 		struct pmc_block *b = rb_entry(node, struct pmc_block, node);
 		u64 upto = atomic_read(&pc->wb_all) ? pc->wb_upto : pc->committed;
+		u64 here = b->origin;	/* read before the lock may go */
 
-		if (++visited % PMC_LOCK_BATCH == 0) {
-			u64 resume = b->origin;
-
-			spin_unlock(&pc->lock);
-			cond_resched();
-			spin_lock(&pc->lock);
-			b = pmc_lookup_ge(pc, resume);
+		if (pmc_lock_break(pc, &visited)) {
+			b = pmc_lookup_ge(pc, here);
 			if (!b)
 				break;
 			node = &b->node;
@@ -933,11 +936,7 @@ static unsigned int pmc_wb_finish(struct pmemcache *pc,
 	spin_lock(&pc->lock);
 	list_for_each_entry_safe(b, tmp, &done, list) {
 		/* The blocks are PMC_WRITEBACK: safe while the lock is let go. */
-		if (++visited % PMC_LOCK_BATCH == 0) {
-			spin_unlock(&pc->lock);
-			cond_resched();
-			spin_lock(&pc->lock);
-		}
+		pmc_lock_break(pc, &visited);
 		list_del(&b->list);
 		pc->nr_writeback--;
 		if (pmc_indexed(b))
@@ -947,11 +946,7 @@ static unsigned int pmc_wb_finish(struct pmemcache *pc,
 		pmc_release(pc, b);
 	}
 	list_for_each_entry_safe(b, tmp, &bad, list) {
-		if (++visited % PMC_LOCK_BATCH == 0) {
-			spin_unlock(&pc->lock);
-			cond_resched();
-			spin_lock(&pc->lock);
-		}
+		pmc_lock_break(pc, &visited);
 		list_del(&b->list);
 		pc->nr_writeback--;
 		b->state = PMC_DIRTY;
