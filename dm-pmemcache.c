@@ -845,6 +845,11 @@ static void pmc_wb_submit(struct pmemcache *pc, struct pmc_wb_batch *batch,
 			  struct pmc_wb_io *io)
 {
 	atomic_inc(&batch->pending);
+	/* Test builds: after a simulated power cut the origin gets nothing. */
+	if (pmc_pcheck_cut()) {
+		bio_io_error(&io->bio);
+		return;
+	}
 	submit_bio(&io->bio);
 }
 
@@ -1368,6 +1373,8 @@ got:
 
 static void pmc_write_done(struct pmemcache *pc, unsigned int k, u64 seq)
 {
+	/* The commit of seq fences its own stores, not ours. */
+	pmc_publish_stores(&pc->flush);
 	if (atomic_sub_and_test(k, &pc->inflight[seq & 1]) &&
 	    wq_has_sleeper(&pc->inflight_wait))
 		wake_up_all(&pc->inflight_wait);
@@ -1542,6 +1549,9 @@ static int pmc_map(struct dm_target *ti, struct bio *bio)
 	struct pmemcache *pc = ti->private;
 
 	bio->bi_iter.bi_sector = dm_target_offset(ti, bio->bi_iter.bi_sector);
+	/* Test builds: after a simulated power cut nothing is written. */
+	if (pmc_pcheck_cut() && op_is_write(bio_op(bio)))
+		return DM_MAPIO_KILL;
 	if (bio->bi_opf & REQ_PREFLUSH) {
 		/* dm sends the flush as an empty bio; data comes separately. */
 		this_cpu_inc(pc->stats->flushes);
@@ -2300,6 +2310,17 @@ static void pmc_io_hints(struct dm_target *ti, struct queue_limits *limits)
 		limits->discard_granularity = pc->block_size;
 }
 
+#ifdef PMC_PERSIST_CHECK
+/* Test builds: after a simulated power cut no bio ends well. */
+static int pmc_end_io(struct dm_target *ti, struct bio *bio,
+		      blk_status_t *error)
+{
+	if (pmc_pcheck_cut() && !*error)
+		*error = BLK_STS_IOERR;
+	return DM_ENDIO_DONE;
+}
+#endif
+
 static struct target_type pmc_target = {
 	.name = "pmemcache",
 	.version = { 1, 0, 0 },
@@ -2307,6 +2328,9 @@ static struct target_type pmc_target = {
 	.ctr = pmc_ctr,
 	.dtr = pmc_dtr,
 	.map = pmc_map,
+#ifdef PMC_PERSIST_CHECK
+	.end_io = pmc_end_io,
+#endif
 	.postsuspend = pmc_postsuspend,
 	.preresume = pmc_preresume,
 	.resume = pmc_resume,

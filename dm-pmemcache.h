@@ -197,6 +197,21 @@ void pmc_copy_to_pmem(enum pmc_flush_mode mode, void *dst, const void *src,
 void pmc_flush_range(enum pmc_flush_mode mode, void *addr, size_t len);
 void pmc_fence(void);
 
+void pmc_publish_stores(const struct pmc_flush *f);
+
+#ifdef PMC_PERSIST_CHECK
+/*
+ * Test builds: the persistence checker (persist_check.c) sees every store
+ * into pmem, so the records go through the out-of-line copy in flush.c.
+ */
+void pmc_zero_u64(enum pmc_flush_mode mode, __le64 *p);
+
+static inline void pmc_copy_record(enum pmc_flush_mode mode, void *dst,
+				   const void *src, size_t len)
+{
+	pmc_copy_to_pmem(mode, dst, src, len);
+}
+#else
 /**
  * pmc_copy_record() - pmc_copy_to_pmem() for a metadata record
  * @mode: the strategy
@@ -244,6 +259,44 @@ static __always_inline void pmc_zero_u64(enum pmc_flush_mode mode, __le64 *p)
 	WRITE_ONCE(*p, zero);
 	pmc_flush_range(mode, p, sizeof(*p));
 }
+#endif
+
+/**
+ * struct pmc_pcheck_op - a store that the persistence checker watches
+ * @watched: the store goes into the modelled cache: recorded at its end
+ * @dst: where the store goes
+ * @len: its bytes
+ * @caller: the engine's code making it
+ */
+struct pmc_pcheck_op {
+	bool watched;
+	void *dst;
+	size_t len;
+	unsigned long caller;
+};
+
+#ifdef PMC_PERSIST_CHECK
+void pmc_pcheck_attach(const void *owner, void *base, size_t size);
+void pmc_pcheck_detach(const void *owner);
+bool pmc_pcheck_cut(void);
+bool pmc_pcheck_store_begin(struct pmc_pcheck_op *op, void *dst, size_t len,
+			    unsigned long caller);
+void pmc_pcheck_store_end(struct pmc_pcheck_op *op);
+bool pmc_pcheck_fence(unsigned long caller);
+#else
+static inline void pmc_pcheck_attach(const void *owner, void *base,
+				     size_t size) { }
+static inline void pmc_pcheck_detach(const void *owner) { }
+static inline bool pmc_pcheck_cut(void) { return false; }
+static inline bool pmc_pcheck_store_begin(struct pmc_pcheck_op *op, void *dst,
+					  size_t len, unsigned long caller)
+{
+	return true;
+}
+
+static inline void pmc_pcheck_store_end(struct pmc_pcheck_op *op) { }
+static inline bool pmc_pcheck_fence(unsigned long caller) { return true; }
+#endif
 
 /* Points where a test build lets a test pause a thread or cut the power. */
 enum pmc_test_point {

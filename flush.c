@@ -3,11 +3,15 @@
  * Persistence primitives for the persistent memory cache.
  *
  * Nothing else in the module issues cache-flush or non-temporal
- * instructions.  Three operations:
+ * instructions, nor stores into the mapped cache: test builds with the
+ * persistence checker (persist_check.c) see every store made here, and
+ * treat any other as never durable.  The operations:
  *   pmc_copy_to_pmem() - copy into pmem, durable after the next fence;
  *   pmc_flush_range()  - write back a range already stored in pmem,
  *                        durable after the next fence;
- *   pmc_fence()        - order and complete everything above;
+ *   pmc_fence()        - order and complete everything above, for the
+ *                        calling CPU;
+ *   pmc_publish_stores() - the same before a hand-off to another task;
  * and two inline shortcuts in dm-pmemcache.h for the metadata records
  * written on every I/O: pmc_copy_record() and pmc_zero_u64().
  *
@@ -36,9 +40,12 @@
  *    written first, then the data; neither is fenced yet.  An entry with
  *    seq S > the committed sequence is ignored (and zeroed) by recovery,
  *    so a crash before the commit leaves the previous version in force.
- * 2. A commit of S waits for every writer of S to finish copying, fences
- *    (data and entries of S durable), writes the commit record of S into
- *    slot S & 1 and fences again.  Only then does S count: recovery takes
+ * 2. A writer of S publishes its stores (pmc_publish_stores()) as it
+ *    leaves the epoch: a fence orders the stores of its own CPU only, so
+ *    the commit's fence cannot stand in for the writers'.  A commit of S
+ *    waits for every writer of S to leave, fences (its own stores: a
+ *    FUA write commits in the writer's task), writes the commit record
+ *    of S into slot S & 1 and fences again.  Only then does S count: recovery takes
  *    the newest commit record whose crc is right, so a torn record leaves
  *    S - 1 in force and S's entries are ignored as in 1.
  * 3. A block is reused only after its entry's seq was zeroed (one aligned
@@ -184,14 +191,31 @@ static void pmc_flush_lines(enum pmc_flush_mode mode, void *addr, size_t len)
 void pmc_copy_to_pmem(enum pmc_flush_mode mode, void *dst, const void *src,
 		      size_t len)
 {
+	struct pmc_pcheck_op op;
+
+	if (!pmc_pcheck_store_begin(&op, dst, len, _RET_IP_))
+		return;
 #ifdef CONFIG_X86
 	if (mode != PMC_FLUSH_MOVNT) {
 		memcpy(dst, src, len);
 		pmc_flush_lines(mode, dst, len);
+		pmc_pcheck_store_end(&op);
 		return;
 	}
 #endif
 	memcpy_flushcache(dst, src, len);
+	pmc_pcheck_store_end(&op);
+}
+
+static void __pmc_flush_range(enum pmc_flush_mode mode, void *addr, size_t len)
+{
+#ifdef CONFIG_X86
+	if (mode != PMC_FLUSH_MOVNT) {
+		pmc_flush_lines(mode, addr, len);
+		return;
+	}
+#endif
+	arch_wb_cache_pmem(addr, len);
 }
 
 /**
@@ -204,19 +228,69 @@ void pmc_copy_to_pmem(enum pmc_flush_mode mode, void *dst, const void *src,
  */
 void pmc_flush_range(enum pmc_flush_mode mode, void *addr, size_t len)
 {
+	struct pmc_pcheck_op op;
+
+	if (!pmc_pcheck_store_begin(&op, addr, len, _RET_IP_))
+		return;
+	__pmc_flush_range(mode, addr, len);
+	pmc_pcheck_store_end(&op);
+}
+
+#ifdef PMC_PERSIST_CHECK
+/*
+ * pmc_zero_u64() of test builds (dm-pmemcache.h has the inline one): the
+ * store and its write-back seen by the persistence checker as one.
+ */
+void pmc_zero_u64(enum pmc_flush_mode mode, __le64 *p)
+{
+	static const __le64 zero;
+	struct pmc_pcheck_op op;
+
+	if (!pmc_pcheck_store_begin(&op, p, sizeof(*p), _RET_IP_))
+		return;
 #ifdef CONFIG_X86
-	if (mode != PMC_FLUSH_MOVNT) {
-		pmc_flush_lines(mode, addr, len);
+	if (mode == PMC_FLUSH_MOVNT) {
+		memcpy_flushcache(p, &zero, sizeof(*p));
+		pmc_pcheck_store_end(&op);
 		return;
 	}
 #endif
-	arch_wb_cache_pmem(addr, len);
+	WRITE_ONCE(*p, zero);
+	__pmc_flush_range(mode, p, sizeof(*p));
+	pmc_pcheck_store_end(&op);
 }
+#endif
 
 /**
- * pmc_fence() - make every earlier copy and flush durable
+ * pmc_fence() - make every earlier copy and flush of this CPU durable
+ *
+ * sfence orders the stores of the CPU that executes it, not of others:
+ * a store made by another task is durable only after that task fenced
+ * (or published it, pmc_publish_stores()).
  */
 void pmc_fence(void)
 {
-	pmem_wmb();
+	if (pmc_pcheck_fence(_RET_IP_))
+		pmem_wmb();
+}
+
+/**
+ * pmc_publish_stores() - make this task's stores durable before a hand-off
+ * @f: the strategies the stores used
+ *
+ * Called right before a locked read-modify-write through which another
+ * task learns that the stores are done (a writer leaving its epoch, which
+ * the commit then fences and records).  On x86 the locked instruction
+ * drains the write-combining buffers that hold non-temporal stores (SDM
+ * vol. 3, 11.3.1), so movnt needs no fence here; the write-back of clwb,
+ * clflushopt and clflush, and every other architecture, need one.  The
+ * persistence checker counts this as a fence of the calling task.
+ */
+void pmc_publish_stores(const struct pmc_flush *f)
+{
+	if (!pmc_pcheck_fence(_RET_IP_))
+		return;
+	if (!IS_ENABLED(CONFIG_X86) || f->data != PMC_FLUSH_MOVNT ||
+	    f->meta != PMC_FLUSH_MOVNT)
+		pmem_wmb();
 }

@@ -271,6 +271,7 @@ int pmc_pmem_map_claim(struct pmc_pmem_map *map, struct dm_target *ti,
 	if (map->nr_bad_pages)
 		DMWARN("%pg: %lu page(s) with media errors (badblocks); no data placed there",
 		       dev->bdev, map->nr_bad_pages);
+	pmc_pcheck_attach(map, map->addr, map->size);
 	return 0;
 }
 
@@ -303,6 +304,7 @@ bool pmc_pmem_range_bad(const struct pmc_pmem_map *map, size_t offset,
  */
 void pmc_pmem_map_release(struct pmc_pmem_map *map)
 {
+	pmc_pcheck_detach(map);
 	if (map->vmapped)
 		vm_unmap_ram(map->addr, map->size >> PAGE_SHIFT);
 	kvfree(map->bad_pages);

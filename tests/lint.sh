@@ -44,11 +44,18 @@ out=$(make -s -C "$PMC_TOP" KDIR="$KDIR" C=2 modules 2>&1)
 if echo "$out" | grep -E 'warning|error'; then
 	status=1
 fi
-
-echo "# gcc -Wall -Wextra -Werror tools/"
-if ! gcc -O2 -Wall -Wextra -Werror -o /dev/null tools/bench-flush.c; then
+echo "# the same for the test build (test hooks, persistence checker)"
+out=$(make -s -C "$PMC_TOP" KDIR="$KDIR" C=2 modules PMC_TEST_HOOKS=y \
+	PMC_PERSIST_CHECK=y 2>&1)
+if echo "$out" | grep -E 'warning|error'; then
 	status=1
 fi
+make -s -C "$PMC_TOP" KDIR="$KDIR" clean > /dev/null 2>&1
+
+echo "# gcc -Wall -Wextra -Werror tools/"
+for f in tools/*.c; do
+	gcc -O2 -Wall -Wextra -Werror -o /dev/null "$f" || status=1
+done
 
 echo "# shellcheck tests/"
 if ! shellcheck -x -S warning -s bash tests/*.sh tests/lib/*.sh tests/cases/*; then

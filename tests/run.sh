@@ -17,8 +17,13 @@ pmc_prepare
 results=$PMC_TOP/tests/results
 [ "${KERNEL:-}" = debug ] && results=$PMC_TOP/tests/results/debug
 mkdir -p "$results"
-# The test build: with the pause and crash points of test_hooks.c.
-pmc_build_module "$results/build.log" PMC_TEST_HOOKS=y
+# The test build: with the pause and crash points of test_hooks.c and
+# the persistence checker of persist_check.c.
+pmc_build_module "$results/build.log" PMC_TEST_HOOKS=y PMC_PERSIST_CHECK=y
+# The power-cut workload of the persistence checker's tests.
+mkdir -p "$PMC_TOP/tests/bin"
+cc -O2 -Wall -Wextra -o "$PMC_TOP/tests/bin/pmc_crashwl" \
+	"$PMC_TOP/tools/pmc-crashwl.c" || pmc_die "pmc_crashwl build failed"
 
 if [ $# -gt 0 ] && [ -n "$1" ]; then
 	tests=("$@")

@@ -1,0 +1,179 @@
+# SPDX-License-Identifier: GPL-2.0
+# shellcheck shell=bash
+#
+# Power cuts enumerated under the persistence checker (persist_check.c),
+# for tests/cases/persist_*: one workload (pmc_crashwl, SCRIPT below) run
+# again and again in one VM boot, the power cut at its k-th fence or k-th
+# store, then the cache activated again and every block checked, on the
+# cache and, after writeback, on the origin.
+#
+#   _pc_setup                 devices, the workload's counts (PC_FENCES,
+#                             PC_STORES) from a run without a cut
+#   _pc_point KIND K [ADV SEED]
+#                             one cut: KIND fence|store, ADV 0|1|2 (see
+#                             persist_check.c), SEED the adversary's; sets
+#                             PC_BAD to a description when a guarantee
+#                             broke, else empty
+#   _pc_enumerate KIND FROM TO STEP [ADV SEED0]
+#                             cuts at FROM, FROM+STEP, ... TO; counts into
+#                             PC_POINTS and PC_BROKEN, keeps the first bad
+#                             one in PC_FIRST_BAD
+
+PC_P=/sys/module/dm_pmemcache/parameters
+PC_WL=$PMC_TOP/tests/bin/pmc_crashwl
+PC_LOG=/tmp/pc.log
+PC_NB=40			# blocks the workload touches
+PC_LEN=$((64 * 2048))		# origin: 64 MiB of vda
+PC_CACHE_SECTORS=$((8 * 2048))	# cache: 8 MiB of pmem0
+PC_POINTS=0
+PC_BROKEN=0
+PC_FIRST_BAD=
+
+_pc_table() {
+	echo "0 $PC_LEN pmemcache p /dev/mapper/origin /dev/mapper/pcache 4096 4 autocommit_blocks 8 autocommit_time 60000"
+}
+
+_pc_origin() {	# _pc_origin TABLE: the origin's table, swapped live
+	if dmsetup info origin > /dev/null 2>&1; then
+		dmsetup suspend origin && dmsetup load origin --table "$1" &&
+			dmsetup resume origin
+	else
+		dmsetup create origin --table "$1"
+	fi
+}
+
+# The workload: format, new blocks, in-epoch overwrites, commits on flush
+# (from the writer and from another process), FUA and autocommit,
+# superseded blocks freed, writeback and its errors,
+# a discard, suspend/resume, a clean shutdown and a second activation.
+_pc_script() {
+	local t linear flakey
+
+	t=$(_pc_table)
+	linear="0 $PC_LEN linear /dev/vda 0"
+	flakey="0 $PC_LEN flakey /dev/vda 0 0 3600 1 error_writes"
+	cat <<-EOF
+	x dmsetup create pc --table "$t"
+	o
+	w 0 4
+	w 2
+	f
+	w 2
+	w 8 2
+	s 9
+	w 2
+	w 12 8
+	x dmsetup message pc 0 flush
+	w 3
+	d 0 2
+	f
+	w 20 3
+	x dmsetup suspend pc && dmsetup resume pc
+	w 1
+	x dmsetup suspend origin && dmsetup load origin --table "$flakey" && dmsetup resume origin
+	w 21
+	x dmsetup message pc 0 flush; true
+	x dmsetup suspend origin && dmsetup load origin --table "$linear" && dmsetup resume origin
+	g
+	w 22 2
+	w 5 3
+	w 6
+	g
+	c
+	x dmsetup remove pc
+	x dmsetup create pc --table "$t"
+	o
+	w 4 2
+	w 0
+	f
+	x dmsetup message pc 0 flush
+	w 30 2
+	s 31
+	c
+	EOF
+}
+
+_pc_param() {	# _pc_param NAME VALUE
+	echo "$2" > "$PC_P/persist_$1"
+}
+
+# A fresh start: no cache device, the origin's blocks at version 0, the
+# cache unformatted, the power on.
+_pc_fresh() {
+	dmsetup remove pc 2> /dev/null || true
+	_pc_origin "0 $PC_LEN linear /dev/vda 0" || _fail "origin table"
+	_pc_param cut_fence 0
+	_pc_param cut_store 0
+	_pc_param reset 1
+	"$PC_WL" fill /dev/mapper/origin 0 $PC_NB || _fail "fill failed"
+	dd if=/dev/zero of=/dev/mapper/pcache bs=4k count=1 oflag=direct status=none
+}
+
+_pc_setup() {
+	_pmem_setup 1
+	_modprobe virtio_blk
+	_modprobe dm_flakey
+	udevadm settle 2> /dev/null || sleep 1
+	[ -x "$PC_WL" ] || _fail "$PC_WL missing (tests/run.sh builds it)"
+	[ -f "$PC_P/persist_check" ] || _fail "the module was built without PMC_PERSIST_CHECK=y"
+	dmsetup create pcache --table "0 $PC_CACHE_SECTORS linear /dev/pmem0 0" ||
+		_fail "cannot carve the cache out of pmem0"
+	_pc_param check 1
+	_pc_script > /tmp/pc.script
+	_pc_fresh
+	"$PC_WL" run /dev/mapper/pc "$PC_LOG" < /tmp/pc.script
+	grep -q '^E ' "$PC_LOG" && _fail "the workload failed without a cut: $(grep '^E ' "$PC_LOG")"
+	PC_FENCES=$(cat "$PC_P/persist_fences")
+	PC_STORES=$(cat "$PC_P/persist_stores")
+	dmsetup remove pc 2> /dev/null || true
+	echo "workload: $PC_FENCES fences, $PC_STORES stores without a cut"
+	[ "$PC_FENCES" -gt 20 ] || _fail "the model saw only $PC_FENCES fences"
+	dmsetup create pc --table "$(_pc_table)" || _fail "no activation after a clean run"
+	"$PC_WL" verify /dev/mapper/pc "$PC_LOG" 0 $PC_NB > /tmp/pc.verify ||
+		_fail "a clean run broke a guarantee: $(cat /tmp/pc.verify)"
+	dmsetup remove pc
+}
+
+_pc_point() {
+	local kind=$1 k=$2 adv=${3:-0} seed=${4:-1} cut
+
+	PC_BAD=
+	_pc_fresh
+	_pc_param adversary "$adv"
+	_pc_param seed "$seed"
+	_pc_param "cut_$kind" "$k"
+	"$PC_WL" run /dev/mapper/pc "$PC_LOG" < /tmp/pc.script > /dev/null 2>&1
+	dmsetup remove pc 2> /dev/null || true
+	cut=$(cat "$PC_P/persist_cut")
+	_pc_param "cut_$kind" 0
+	_pc_param reset 1
+	_pc_origin "0 $PC_LEN linear /dev/vda 0" || _fail "origin table"
+	if ! dmsetup create pc --table "$(_pc_table)" 2> /tmp/pc.err; then
+		PC_BAD="$kind $k: recovery refused the cache: $(dmesg | grep -i pmemcache | tail -n 2 | tr '\n' ' ')"
+	elif ! "$PC_WL" verify /dev/mapper/pc "$PC_LOG" 0 $PC_NB > /tmp/pc.verify; then
+		PC_BAD="$kind $k: on the cache: $(grep -v 'bad block' /tmp/pc.verify | head -n 3 | tr '\n' ' ')"
+	elif ! dmsetup message pc 0 flush; then
+		PC_BAD="$kind $k: writeback after recovery failed"
+	else
+		dmsetup remove pc
+		"$PC_WL" verify /dev/mapper/origin "$PC_LOG" 0 $PC_NB > /tmp/pc.verify ||
+			PC_BAD="$kind $k: on the origin after writeback: $(grep -v 'bad block' /tmp/pc.verify | head -n 3 | tr '\n' ' ')"
+	fi
+	dmsetup remove pc 2> /dev/null || true
+	[ -n "$PC_BAD" ] && PC_BAD="$PC_BAD [cut: $cut]"
+	return 0
+}
+
+_pc_enumerate() {
+	local kind=$1 from=$2 to=$3 step=$4 adv=${5:-0} seed=${6:-1} k
+
+	for ((k = from; k <= to; k += step)); do
+		_pc_point "$kind" "$k" "$adv" "$((seed + k))"
+		PC_POINTS=$((PC_POINTS + 1))
+		if [ -n "$PC_BAD" ]; then
+			PC_BROKEN=$((PC_BROKEN + 1))
+			[ -n "$PC_FIRST_BAD" ] || PC_FIRST_BAD=$PC_BAD
+			echo "BROKEN: $PC_BAD"
+		fi
+	done
+}

@@ -1,0 +1,337 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * pmc-crashwl (built as tests/bin/pmc_crashwl): the workload of the power-cut enumeration, and the check of
+ * what a device holds after it.
+ *
+ *   pmc_crashwl fill DEV FIRST N       version 0 of blocks FIRST..FIRST+N-1
+ *   pmc_crashwl run DEV LOG < SCRIPT   run SCRIPT against DEV, log to LOG
+ *   pmc_crashwl verify DEV LOG FIRST N check blocks FIRST..FIRST+N-1
+ *
+ * Every block written (4 KiB, O_DIRECT) holds a header - magic, its block
+ * number, a version unique over the run - and bytes derived from both, so
+ * a block read back tells which write of which block it came from.
+ *
+ * SCRIPT, a command a line:
+ *   o             open DEV (O_DIRECT)          c      close it
+ *   w B [N]       write blocks B..B+N-1        s B [N] the same with O_DSYNC
+ *   f             fdatasync (a flush)          d B N  discard B..B+N-1
+ *   g             a flush from another process (dd conv=fdatasync), so
+ *                 that the commit runs in a task that wrote nothing
+ *   x CMD         run CMD with sh -c; it must succeed
+ * The first failure ends the run (after a power cut every write fails).
+ *
+ * LOG, a line an event: "P B V" a write of version V of block B is about
+ * to be issued; "A B V" it completed (acknowledged); "D B" B discarded;
+ * "F" a flush completed; "E ..." the failure that ended the run; "END".
+ *
+ * verify applies the guarantees: a write acknowledged before a flush that
+ * completed (or written with O_DSYNC) is there or was overwritten by a
+ * later write of the block; any other content of a block is a version of
+ * that block that was written (or version 0), or zeroes after a discard;
+ * never a version older than the last durable one, never another block's
+ * data, never bytes that no write made.  Exits 1 and says which block
+ * broke which guarantee.
+ */
+
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <linux/fs.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
+
+#define BS		4096
+#define MAGIC		0x504d4357524b4c31ULL	/* "PMCWRKL1" */
+#define MAX_RUN		64
+
+static void die(const char *what)
+{
+	perror(what);
+	exit(2);
+}
+
+static void pattern(uint64_t *buf, uint64_t blk, uint64_t ver)
+{
+	uint64_t x = (blk + 1) * 0x9e3779b97f4a7c15ULL ^ (ver + 1) * 0xbf58476d1ce4e5b9ULL;
+	size_t i;
+
+	buf[0] = MAGIC;
+	buf[1] = blk;
+	buf[2] = ver;
+	for (i = 3; i < BS / 8; i++) {
+		x ^= x << 13;
+		x ^= x >> 7;
+		x ^= x << 17;
+		buf[i] = x;
+	}
+}
+
+static void *block_buf(size_t n)
+{
+	void *p;
+
+	if (posix_memalign(&p, BS, n * BS))
+		die("posix_memalign");
+	return p;
+}
+
+static int do_fill(const char *dev, uint64_t first, uint64_t n)
+{
+	uint64_t *buf = block_buf(1);
+	int fd = open(dev, O_WRONLY | O_DIRECT);
+	uint64_t b;
+
+	if (fd < 0)
+		die(dev);
+	for (b = first; b < first + n; b++) {
+		pattern(buf, b, 0);
+		if (pwrite(fd, buf, BS, b * BS) != BS)
+			die("fill: pwrite");
+	}
+	if (fsync(fd))
+		die("fill: fsync");
+	close(fd);
+	return 0;
+}
+
+static int do_run(const char *dev, const char *logname)
+{
+	FILE *log = fopen(logname, "w");
+	uint64_t *buf = block_buf(MAX_RUN);
+	uint64_t ver = 0;
+	char line[512];
+	int fd = -1, fds = -1;
+
+	if (!log)
+		die(logname);
+	setvbuf(log, NULL, _IOLBF, 0);
+	while (fgets(line, sizeof(line), stdin)) {
+		unsigned long long b = 0, n = 1, i;
+		char op = line[0];
+
+		line[strcspn(line, "\n")] = 0;
+		if (op == '#' || op == 0)
+			continue;
+		if (op == 'o') {
+			fd = open(dev, O_RDWR | O_DIRECT);
+			fds = open(dev, O_RDWR | O_DIRECT | O_DSYNC);
+			if (fd < 0 || fds < 0) {
+				fprintf(log, "E open %s: %s\n", dev, strerror(errno));
+				break;
+			}
+		} else if (op == 'c') {
+			close(fd);
+			close(fds);
+			fd = fds = -1;
+		} else if (op == 'w' || op == 's') {
+			if (sscanf(line + 1, "%llu %llu", &b, &n) < 1 ||
+			    n < 1 || n > MAX_RUN) {
+				fprintf(stderr, "bad line: %s\n", line);
+				return 2;
+			}
+			for (i = 0; i < n; i++) {
+				pattern(buf + i * (BS / 8), b + i, ++ver);
+				fprintf(log, "P %llu %" PRIu64 "\n", b + i, ver);
+			}
+			if (pwrite(op == 's' ? fds : fd, buf, n * BS, b * BS) !=
+			    (ssize_t)(n * BS)) {
+				fprintf(log, "E %s: %s\n", line, strerror(errno));
+				break;
+			}
+			for (i = 0; i < n; i++)
+				fprintf(log, "%c %llu %" PRIu64 "\n",
+					op == 's' ? 'S' : 'A', b + i,
+					buf[i * (BS / 8) + 2]);
+		} else if (op == 'f') {
+			if (fdatasync(fd)) {
+				fprintf(log, "E %s: %s\n", line, strerror(errno));
+				break;
+			}
+			fprintf(log, "F\n");
+		} else if (op == 'g') {
+			char cmd[300];
+
+			snprintf(cmd, sizeof(cmd),
+				 "dd if=/dev/null of=%s conv=notrunc,fdatasync status=none",
+				 dev);
+			if (system(cmd)) {
+				fprintf(log, "E %s: flush failed\n", line);
+				break;
+			}
+			fprintf(log, "F\n");
+		} else if (op == 'd') {
+			uint64_t r[2];
+
+			if (sscanf(line + 1, "%llu %llu", &b, &n) != 2) {
+				fprintf(stderr, "bad line: %s\n", line);
+				return 2;
+			}
+			r[0] = b * BS;
+			r[1] = n * BS;
+			if (ioctl(fd, BLKDISCARD, r)) {
+				fprintf(log, "E %s: %s\n", line, strerror(errno));
+				break;
+			}
+			for (i = 0; i < n; i++)
+				fprintf(log, "D %llu\n", b + i);
+		} else if (op == 'x') {
+			int rc = system(line + 2);
+
+			if (rc) {
+				fprintf(log, "E %s: status %d\n", line, rc);
+				break;
+			}
+		} else {
+			fprintf(stderr, "bad line: %s\n", line);
+			return 2;
+		}
+	}
+	fprintf(log, "END\n");
+	fclose(log);
+	return 0;
+}
+
+/* What the log says of one block. */
+struct blk_state {
+	uint64_t floor;		/* the last durable version (0: the first) */
+	uint64_t acked;		/* the last acknowledged, not yet durable */
+	int floor_set;		/* floor is binding (no discard since) */
+	int discarded;		/* discarded at some point */
+	int nr;			/* versions written */
+	uint64_t *vers;
+};
+
+static int written(const struct blk_state *s, uint64_t v)
+{
+	int i;
+
+	if (v == 0)
+		return 1;
+	for (i = 0; i < s->nr; i++)
+		if (s->vers[i] == v)
+			return 1;
+	return 0;
+}
+
+static int do_verify(const char *dev, const char *logname, uint64_t first,
+		     uint64_t n)
+{
+	struct blk_state *st = calloc(n, sizeof(*st));
+	uint64_t *buf = block_buf(1), *want = block_buf(1);
+	FILE *log = fopen(logname, "r");
+	char line[512];
+	int fd, bad = 0;
+	uint64_t b, v, i;
+
+	if (!log)
+		die(logname);
+	if (!st)
+		die("calloc");
+	for (i = 0; i < n; i++)
+		st[i].floor_set = 1;
+	while (fgets(line, sizeof(line), log)) {
+		char op = line[0];
+		struct blk_state *s;
+
+		if (op == 'F') {
+			/* Acknowledged before the flush began: durable now. */
+			for (i = 0; i < n; i++) {
+				if (!st[i].acked)
+					continue;
+				st[i].floor = st[i].acked;
+				st[i].floor_set = 1;
+				st[i].acked = 0;
+			}
+			continue;
+		}
+		if (op != 'P' && op != 'A' && op != 'S' && op != 'D')
+			continue;
+		if (sscanf(line + 2, "%" SCNu64 " %" SCNu64, &b, &v) < 1 ||
+		    b < first || b >= first + n)
+			continue;
+		s = &st[b - first];
+		if (op == 'P') {
+			s->vers = realloc(s->vers, (s->nr + 1) * sizeof(v));
+			if (!s->vers)
+				die("realloc");
+			s->vers[s->nr++] = v;
+		} else if (op == 'A') {
+			s->acked = v;
+		} else if (op == 'S') {
+			s->floor = v;
+			s->floor_set = 1;
+			s->acked = 0;
+		} else {
+			s->discarded = 1;
+			s->floor_set = 0;
+			s->acked = 0;
+		}
+	}
+	fclose(log);
+
+	fd = open(dev, O_RDONLY | O_DIRECT);
+	if (fd < 0)
+		die(dev);
+	for (b = first; b < first + n; b++) {
+		struct blk_state *s = &st[b - first];
+		const char *why = NULL;
+
+		if (pread(fd, buf, BS, b * BS) != BS) {
+			printf("block %" PRIu64 ": read failed: %s\n", b, strerror(errno));
+			bad++;
+			continue;
+		}
+		if (buf[0] != MAGIC) {
+			memset(want, 0, BS);
+			if (!memcmp(buf, want, BS)) {
+				if (!s->discarded)
+					why = "reads zeroes, but was never discarded";
+				else if (s->floor_set)
+					why = "reads zeroes after a durable write that followed its discard";
+			} else {
+				why = "reads bytes that no write made (torn or foreign)";
+			}
+		} else if (buf[1] != b) {
+			printf("block %" PRIu64 ": reads version %" PRIu64 " of block %" PRIu64
+			       ": another block's data\n", b, buf[2], buf[1]);
+			bad++;
+			continue;
+		} else {
+			pattern(want, b, buf[2]);
+			if (memcmp(buf, want, BS))
+				why = "reads a torn block (header of one version, bytes of another)";
+			else if (!written(s, buf[2]))
+				why = "reads a version never written to it";
+			else if (s->floor_set && buf[2] < s->floor)
+				why = "reads a version older than one made durable (an acknowledged write after a flush was lost)";
+		}
+		if (why) {
+			printf("block %" PRIu64 ": %s: has version %" PRIu64
+			       ", durable floor %" PRIu64 "\n", b, why,
+			       buf[0] == MAGIC ? buf[2] : (uint64_t)-1, s->floor);
+			bad++;
+		}
+	}
+	close(fd);
+	printf("%d bad block(s) of %" PRIu64 "\n", bad, n);
+	return bad ? 1 : 0;
+}
+
+int main(int argc, char **argv)
+{
+	if (argc == 5 && !strcmp(argv[1], "fill"))
+		return do_fill(argv[2], strtoull(argv[3], NULL, 0),
+			       strtoull(argv[4], NULL, 0));
+	if (argc == 4 && !strcmp(argv[1], "run"))
+		return do_run(argv[2], argv[3]);
+	if (argc == 6 && !strcmp(argv[1], "verify"))
+		return do_verify(argv[2], argv[3], strtoull(argv[4], NULL, 0),
+				 strtoull(argv[5], NULL, 0));
+	fprintf(stderr, "usage: pmc_crashwl fill DEV FIRST N | run DEV LOG < SCRIPT | verify DEV LOG FIRST N\n");
+	return 2;
+}
