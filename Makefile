@@ -6,7 +6,8 @@
 KDIR ?= /lib/modules/$(shell uname -r)/build
 export CONFIG_DM_PMEMCACHE ?= m
 
-.PHONY: all modules install clean lint check demo bench profile bench-flush
+.PHONY: all modules install clean lint check demo bench profile bench-flush \
+	crashcheck mutate
 
 all: modules
 
@@ -38,6 +39,16 @@ lint:
 # Every test in a VM; T=name runs one; KERNEL=debug uses the debug kernel.
 check:
 	KERNEL=$(KERNEL) PMC_NO_SKIP=$(PMC_NO_SKIP) tests/run.sh $(T)
+
+# The persistence checker's full enumeration of power cuts (hours).
+crashcheck:
+	PMC_NO_SKIP=1 tests/run.sh persist_full
+
+# Each mutation of tests/lib/mutations.py (a fence removed, an ordering
+# swapped, a store around flush.c) built and run under the persistence
+# checker: a table of which were caught, and how.
+mutate:
+	tests/mutate.sh $(M)
 
 demo:
 	tests/demo.sh

@@ -916,7 +916,8 @@ static unsigned int pmc_wb_finish(struct pmemcache *pc,
 	/* Every bio has completed: the lists are ours alone. */
 	list_splice_init(&batch->bad, &bad);
 	if (pmc_given(&pc->opts, PMC_OPT_NOFUA) && !list_empty(&batch->good))
-		flush_err = blkdev_issue_flush(pc->origin->bdev);
+		flush_err = pmc_pcheck_cut() ? -EIO :
+			blkdev_issue_flush(pc->origin->bdev);
 	if (flush_err) {
 		DMERR_LIMIT("writeback: flushing %pg failed: %d",
 			    pc->origin->bdev, flush_err);
@@ -2222,7 +2223,8 @@ static void pmc_postsuspend(struct dm_target *ti)
 	pmc_stop_work(pc);
 	/* Everything written so far is durable before a new table loads it. */
 	pmc_commit(pc);
-	if (pmc_writes_around(pc) && blkdev_issue_flush(pc->origin->bdev))
+	if (pmc_writes_around(pc) && !pmc_pcheck_cut() &&
+	    blkdev_issue_flush(pc->origin->bdev))
 		DMERR("%pg: flushing the origin at suspend failed", pc->origin->bdev);
 }
 

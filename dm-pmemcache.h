@@ -267,12 +267,16 @@ static __always_inline void pmc_zero_u64(enum pmc_flush_mode mode, __le64 *p)
  * @dst: where the store goes
  * @len: its bytes
  * @caller: the engine's code making it
+ * @wb_from: start of the part written back so far
+ * @wb_to: its end (NULL: nothing written back yet)
  */
 struct pmc_pcheck_op {
 	bool watched;
 	void *dst;
 	size_t len;
 	unsigned long caller;
+	void *wb_from;
+	void *wb_to;
 };
 
 #ifdef PMC_PERSIST_CHECK
@@ -281,6 +285,7 @@ void pmc_pcheck_detach(const void *owner);
 bool pmc_pcheck_cut(void);
 bool pmc_pcheck_store_begin(struct pmc_pcheck_op *op, void *dst, size_t len,
 			    unsigned long caller);
+void pmc_pcheck_written_back(struct pmc_pcheck_op *op, void *addr, size_t len);
 void pmc_pcheck_store_end(struct pmc_pcheck_op *op);
 bool pmc_pcheck_fence(unsigned long caller);
 #else
@@ -294,6 +299,8 @@ static inline bool pmc_pcheck_store_begin(struct pmc_pcheck_op *op, void *dst,
 	return true;
 }
 
+static inline void pmc_pcheck_written_back(struct pmc_pcheck_op *op,
+					   void *addr, size_t len) { }
 static inline void pmc_pcheck_store_end(struct pmc_pcheck_op *op) { }
 static inline bool pmc_pcheck_fence(unsigned long caller) { return true; }
 #endif

@@ -163,7 +163,8 @@ int pmc_flush_choose(enum pmc_flush_mode asked, struct pmc_flush *f)
 }
 
 #ifdef CONFIG_X86
-static void pmc_flush_lines(enum pmc_flush_mode mode, void *addr, size_t len)
+static void pmc_flush_lines(enum pmc_flush_mode mode, void *addr, size_t len,
+			    struct pmc_pcheck_op *op)
 {
 	char *p = (char *)((unsigned long)addr & ~(L1_CACHE_BYTES - 1UL));
 	char *end = (char *)addr + len;
@@ -175,6 +176,7 @@ static void pmc_flush_lines(enum pmc_flush_mode mode, void *addr, size_t len)
 			clflushopt(p);
 		else
 			clflush(p);
+		pmc_pcheck_written_back(op, p, L1_CACHE_BYTES);
 	}
 }
 #endif
@@ -198,24 +200,27 @@ void pmc_copy_to_pmem(enum pmc_flush_mode mode, void *dst, const void *src,
 #ifdef CONFIG_X86
 	if (mode != PMC_FLUSH_MOVNT) {
 		memcpy(dst, src, len);
-		pmc_flush_lines(mode, dst, len);
+		pmc_flush_lines(mode, dst, len, &op);
 		pmc_pcheck_store_end(&op);
 		return;
 	}
 #endif
 	memcpy_flushcache(dst, src, len);
+	pmc_pcheck_written_back(&op, dst, len);
 	pmc_pcheck_store_end(&op);
 }
 
-static void __pmc_flush_range(enum pmc_flush_mode mode, void *addr, size_t len)
+static void __pmc_flush_range(enum pmc_flush_mode mode, void *addr, size_t len,
+			      struct pmc_pcheck_op *op)
 {
 #ifdef CONFIG_X86
 	if (mode != PMC_FLUSH_MOVNT) {
-		pmc_flush_lines(mode, addr, len);
+		pmc_flush_lines(mode, addr, len, op);
 		return;
 	}
 #endif
 	arch_wb_cache_pmem(addr, len);
+	pmc_pcheck_written_back(op, addr, len);
 }
 
 /**
@@ -232,7 +237,7 @@ void pmc_flush_range(enum pmc_flush_mode mode, void *addr, size_t len)
 
 	if (!pmc_pcheck_store_begin(&op, addr, len, _RET_IP_))
 		return;
-	__pmc_flush_range(mode, addr, len);
+	__pmc_flush_range(mode, addr, len, &op);
 	pmc_pcheck_store_end(&op);
 }
 
@@ -251,12 +256,13 @@ void pmc_zero_u64(enum pmc_flush_mode mode, __le64 *p)
 #ifdef CONFIG_X86
 	if (mode == PMC_FLUSH_MOVNT) {
 		memcpy_flushcache(p, &zero, sizeof(*p));
+		pmc_pcheck_written_back(&op, p, sizeof(*p));
 		pmc_pcheck_store_end(&op);
 		return;
 	}
 #endif
 	WRITE_ONCE(*p, zero);
-	__pmc_flush_range(mode, p, sizeof(*p));
+	__pmc_flush_range(mode, p, sizeof(*p), &op);
 	pmc_pcheck_store_end(&op);
 }
 #endif

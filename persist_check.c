@@ -10,8 +10,10 @@
  * was written back - by a non-temporal store, clwb, clflushopt or clflush
  * - and the task that wrote it back has fenced since.  flush.c reports
  * each store it makes (pmc_copy_to_pmem(), pmc_flush_range(),
- * pmc_zero_u64()) with its bytes as they are at that moment; a store that
- * does not go through flush.c is never durable here.  A fence by one task
+ * pmc_zero_u64()) and what of it was written back - each line its flush
+ * loop wrote back, or the whole store when it was non-temporal - with the
+ * bytes as they are at that moment; bytes stored but not written back,
+ * and stores that do not go through flush.c, are never durable here.  A fence by one task
  * makes nothing of another task's durable: sfence orders the stores of
  * its own CPU only.  pmc_publish_stores() (flush.c) is the one place where
  * the engine lets a locked instruction stand in for a fence.
@@ -302,6 +304,8 @@ bool pmc_pcheck_store_begin(struct pmc_pcheck_op *op, void *dst, size_t len,
 			op->dst = dst;
 			op->len = len;
 			op->caller = caller;
+			op->wb_from = NULL;
+			op->wb_to = NULL;
 		}
 	}
 	spin_unlock_irqrestore(&pcm.lock, flags);
@@ -309,12 +313,46 @@ bool pmc_pcheck_store_begin(struct pmc_pcheck_op *op, void *dst, size_t len,
 }
 
 /**
+ * pmc_pcheck_written_back() - part of a store was written back
+ * @op: from pmc_pcheck_store_begin()
+ * @addr: start of what was written back (a cache line, or a range stored
+ *        non-temporally)
+ * @len: its bytes
+ *
+ * Only the bytes written back become pending at pmc_pcheck_store_end();
+ * of a line, only those the store covers (the rest of the line is someone
+ * else's to write back).  Calls come in address order.
+ */
+void pmc_pcheck_written_back(struct pmc_pcheck_op *op, void *addr, size_t len)
+{
+	void *from, *to;
+
+	if (!op->watched)
+		return;
+	from = max(addr, op->dst);
+	to = min(addr + len, op->dst + op->len);
+	if (from >= to)
+		return;
+	if (!op->wb_to) {
+		op->wb_from = from;
+		op->wb_to = to;
+	} else if (from <= op->wb_to) {
+		op->wb_to = max(op->wb_to, to);
+	} else {
+		/* A gap: what follows it is not counted as written back. */
+		pr_warn_once("dm-pmemcache: persist_check: write-back with a gap at %pS\n",
+			     (void *)op->caller);
+	}
+}
+
+/**
  * pmc_pcheck_store_end() - the store announced has been made
  * @op: from pmc_pcheck_store_begin()
  *
- * Records its bytes, now in pmem, as pending until this task fences.  If
- * the power went off meanwhile (on another CPU), the store is undone: it
- * came too late.
+ * Records the bytes written back, as they are now in pmem, as pending
+ * until this task fences.  Bytes stored but not written back are never
+ * durable.  If the power went off meanwhile (on another CPU), the store
+ * is undone: it came too late.
  */
 void pmc_pcheck_store_end(struct pmc_pcheck_op *op)
 {
@@ -325,13 +363,19 @@ void pmc_pcheck_store_end(struct pmc_pcheck_op *op)
 	if (!op->watched)
 		return;
 	spin_lock_irqsave(&pcm.lock, flags);
-	off = op->dst - pcm.base;
 	if (pcm.cut) {
+		off = op->dst - pcm.base;
 		memcpy(op->dst, pcm.durable + off, op->len);
 		spin_unlock_irqrestore(&pcm.lock, flags);
 		return;
 	}
-	s = kmalloc(struct_size(s, data, op->len), GFP_ATOMIC | __GFP_NOWARN);
+	if (!op->wb_to) {
+		spin_unlock_irqrestore(&pcm.lock, flags);
+		return;
+	}
+	off = op->wb_from - pcm.base;
+	s = kmalloc(struct_size(s, data, op->wb_to - op->wb_from),
+		    GFP_ATOMIC | __GFP_NOWARN);
 	if (!s || pcm.nr_pending >= PCM_MAX_PENDING) {
 		kfree(s);
 		if (!pcm.overflow)
@@ -341,8 +385,8 @@ void pmc_pcheck_store_end(struct pmc_pcheck_op *op)
 		s->task = current;
 		s->caller = op->caller;
 		s->off = off;
-		s->len = op->len;
-		memcpy(s->data, op->dst, op->len);
+		s->len = op->wb_to - op->wb_from;
+		memcpy(s->data, op->wb_from, s->len);
 		list_add_tail(&s->list, &pcm.pending);
 		pcm.nr_pending++;
 	}

@@ -6,6 +6,18 @@
  *   pmc_crashwl fill DEV FIRST N       version 0 of blocks FIRST..FIRST+N-1
  *   pmc_crashwl run DEV LOG < SCRIPT   run SCRIPT against DEV, log to LOG
  *   pmc_crashwl verify DEV LOG FIRST N check blocks FIRST..FIRST+N-1
+ *   pmc_crashwl replay LOGDEV DEV      apply a dm-log-writes log to DEV
+ *
+ * replay: dm-log-writes logs a plain write at the flush that follows it,
+ * a FUA write as it completes, and at teardown every write still waiting
+ * for a flush.  Replaying the entries up to the last flush, and the FUA
+ * writes after it, over the device's first contents gives what the origin
+ * would hold after a power cut.  Discards are not replayed: dm-log-writes logs one that
+ * completed before a FUA write of the same block after that write (at the
+ * next flush), and a discard may leave the old data anyway.  Plain and FUA
+ * writes of the same block would have the same problem; the workload's
+ * origin sees only one kind at a time (writeback is FUA, or all plain
+ * with nofua).
  *
  * Every block written (4 KiB, O_DIRECT) holds a header - magic, its block
  * number, a version unique over the run - and bytes derived from both, so
@@ -18,7 +30,9 @@
  *   g             a flush from another process (dd conv=fdatasync), so
  *                 that the commit runs in a task that wrote nothing
  *   x CMD         run CMD with sh -c; it must succeed
- * The first failure ends the run (after a power cut every write fails).
+ * The first failure ends the run (after a power cut every write fails), and
+ * so does a power cut of the persistence checker (its persist_cut module
+ * parameter no longer "none"), seen after each command.
  *
  * LOG, a line an event: "P B V" a write of version V of block B is about
  * to be issued; "A B V" it completed (acknowledged); "D B" B discarded;
@@ -99,6 +113,22 @@ static int do_fill(const char *dev, uint64_t first, uint64_t n)
 	return 0;
 }
 
+#define CUT_PARAM "/sys/module/dm_pmemcache/parameters/persist_cut"
+
+/* Has the persistence checker cut the power? */
+static int power_cut(void)
+{
+	char buf[8] = "";
+	int fd = open(CUT_PARAM, O_RDONLY);
+	ssize_t n;
+
+	if (fd < 0)
+		return 0;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	return n > 0 && strncmp(buf, "none", 4);
+}
+
 static int do_run(const char *dev, const char *logname)
 {
 	FILE *log = fopen(logname, "w");
@@ -173,12 +203,13 @@ static int do_run(const char *dev, const char *logname)
 			}
 			r[0] = b * BS;
 			r[1] = n * BS;
+			/* Logged first: a cut may leave it half done. */
+			for (i = 0; i < n; i++)
+				fprintf(log, "D %llu\n", b + i);
 			if (ioctl(fd, BLKDISCARD, r)) {
 				fprintf(log, "E %s: %s\n", line, strerror(errno));
 				break;
 			}
-			for (i = 0; i < n; i++)
-				fprintf(log, "D %llu\n", b + i);
 		} else if (op == 'x') {
 			int rc = system(line + 2);
 
@@ -189,6 +220,10 @@ static int do_run(const char *dev, const char *logname)
 		} else {
 			fprintf(stderr, "bad line: %s\n", line);
 			return 2;
+		}
+		if (power_cut()) {
+			fprintf(log, "E power cut after: %s\n", line);
+			break;
 		}
 	}
 	fprintf(log, "END\n");
@@ -322,8 +357,104 @@ static int do_verify(const char *dev, const char *logname, uint64_t first,
 	return bad ? 1 : 0;
 }
 
+/* dm-log-writes' on-disk log (drivers/md/dm-log-writes.c). */
+#define LW_MAGIC	0x6a736677736872ULL
+#define LW_FLUSH	(1 << 0)
+#define LW_FUA		(1 << 1)
+#define LW_DISCARD	(1 << 2)
+#define LW_MARK		(1 << 3)
+
+struct lw_super {
+	uint64_t magic, version, nr_entries;
+	uint32_t sectorsize;
+} __attribute__((packed));
+
+struct lw_entry {
+	uint64_t sector, nr_sectors, flags, data_len;
+};
+
+static int do_replay(const char *logdev, const char *dev)
+{
+	int lfd = open(logdev, O_RDONLY), dfd = open(dev, O_WRONLY);
+	struct lw_super sb;
+	uint64_t i, pos, replayed = 0;
+	int64_t last_flush = -1;
+	char *buf = NULL;
+	size_t cap = 0;
+
+	if (lfd < 0)
+		die(logdev);
+	if (dfd < 0)
+		die(dev);
+	if (pread(lfd, &sb, sizeof(sb), 0) != sizeof(sb))
+		die("replay: read super");
+	if (sb.magic != LW_MAGIC || sb.sectorsize < 512 || sb.sectorsize > 65536) {
+		fprintf(stderr, "replay: %s holds no dm-log-writes log\n", logdev);
+		return 2;
+	}
+	/* First pass: where the last flush is. */
+	pos = sb.sectorsize;
+	for (i = 0; i < sb.nr_entries; i++) {
+		struct lw_entry e;
+
+		if (pread(lfd, &e, sizeof(e), pos) != sizeof(e))
+			die("replay: read entry");
+		if (e.nr_sectors > (1ULL << 24)) {
+			fprintf(stderr, "replay: entry %" PRIu64 " is corrupt\n", i);
+			return 2;
+		}
+		pos += sb.sectorsize;
+		if (!(e.flags & (LW_DISCARD | LW_MARK)))
+			pos += e.nr_sectors * sb.sectorsize;
+		if (e.flags & LW_FLUSH)
+			last_flush = i;
+	}
+	pos = sb.sectorsize;
+	for (i = 0; i < sb.nr_entries; i++) {
+		struct lw_entry e;
+		size_t len;
+
+		if (pread(lfd, &e, sizeof(e), pos) != sizeof(e))
+			die("replay: read entry");
+		pos += sb.sectorsize;
+		if (e.flags & LW_MARK)
+			continue;
+		len = e.nr_sectors * sb.sectorsize;
+		if (e.flags & LW_DISCARD)
+			continue;
+		if (len > cap) {
+			free(buf);
+			buf = malloc(len);
+			if (!buf)
+				die("malloc");
+			cap = len;
+		}
+		if (len && pread(lfd, buf, len, pos) != (ssize_t)len)
+			die("replay: read data");
+		pos += len;
+		/* Not flushed before the end: lost in a power cut. */
+		if ((last_flush < 0 || i > (uint64_t)last_flush) &&
+		    !(e.flags & LW_FUA))
+			continue;
+		if (len && pwrite(dfd, buf, len, e.sector * sb.sectorsize) !=
+		    (ssize_t)len)
+			die("replay: write");
+		replayed++;
+	}
+	if (fsync(dfd))
+		die("replay: fsync");
+	printf("replayed %" PRIu64 " of %" PRIu64 " log entries\n", replayed,
+	       (uint64_t)sb.nr_entries);
+	free(buf);
+	close(lfd);
+	close(dfd);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
+	if (argc == 4 && !strcmp(argv[1], "replay"))
+		return do_replay(argv[2], argv[3]);
 	if (argc == 5 && !strcmp(argv[1], "fill"))
 		return do_fill(argv[2], strtoull(argv[3], NULL, 0),
 			       strtoull(argv[4], NULL, 0));
@@ -332,6 +463,6 @@ int main(int argc, char **argv)
 	if (argc == 6 && !strcmp(argv[1], "verify"))
 		return do_verify(argv[2], argv[3], strtoull(argv[4], NULL, 0),
 				 strtoull(argv[5], NULL, 0));
-	fprintf(stderr, "usage: pmc_crashwl fill DEV FIRST N | run DEV LOG < SCRIPT | verify DEV LOG FIRST N\n");
+	fprintf(stderr, "usage: pmc_crashwl fill DEV FIRST N | run DEV LOG < SCRIPT | verify DEV LOG FIRST N | replay LOGDEV DEV\n");
 	return 2;
 }

@@ -93,7 +93,7 @@ pmc_debug_kernel() {
 				pmc_die "debug kernel config lost CONFIG_$o"
 		done
 		# What the tests load as modules: lost, they would skip.
-		for o in BLK_DEV_NULL_BLK DM_DELAY DM_FLAKEY DM_WRITECACHE; do
+		for o in BLK_DEV_NULL_BLK DM_DELAY DM_FLAKEY DM_LOG_WRITES DM_WRITECACHE; do
 			grep -q "^CONFIG_$o=[ym]" "$src/.config" ||
 				pmc_die "debug kernel config lost CONFIG_$o"
 		done

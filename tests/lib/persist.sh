@@ -7,6 +7,14 @@
 # store, then the cache activated again and every block checked, on the
 # cache and, after writeback, on the origin.
 #
+# The origin side: the origin is dm-log-writes over a region of vda
+# (odata), which logs a write only once a flush or FUA made it durable.
+# After a cut, that log replayed over a second region (oreplay, which
+# started as odata did) is what the origin would hold after the power
+# cut; the cache is activated over oreplay.  Stack while the workload
+# runs: pc -> origin (linear, or flakey to fail writes) -> olw
+# (log-writes odata olog) -> vda.
+#
 #   _pc_setup                 devices, the workload's counts (PC_FENCES,
 #                             PC_STORES) from a run without a cut
 #   _pc_point KIND K [ADV SEED]
@@ -23,23 +31,24 @@ PC_P=/sys/module/dm_pmemcache/parameters
 PC_WL=$PMC_TOP/tests/bin/pmc_crashwl
 PC_LOG=/tmp/pc.log
 PC_NB=40			# blocks the workload touches
-PC_LEN=$((64 * 2048))		# origin: 64 MiB of vda
+PC_LEN=$((64 * 2048))		# origin: 64 MiB of vda (and as much for
+				# the replay and the log)
 PC_CACHE_SECTORS=$((8 * 2048))	# cache: 8 MiB of pmem0
 PC_POINTS=0
 PC_BROKEN=0
 PC_FIRST_BAD=
 
-_pc_table() {
-	echo "0 $PC_LEN pmemcache p /dev/mapper/origin /dev/mapper/pcache 4096 4 autocommit_blocks 8 autocommit_time 60000"
-}
+PC_FLUSH_MODE=${PC_FLUSH_MODE:-auto}
+PC_BLOCK=${PC_BLOCK:-4096}
 
-_pc_origin() {	# _pc_origin TABLE: the origin's table, swapped live
-	if dmsetup info origin > /dev/null 2>&1; then
-		dmsetup suspend origin && dmsetup load origin --table "$1" &&
-			dmsetup resume origin
-	else
-		dmsetup create origin --table "$1"
-	fi
+PC_OPTS=${PC_OPTS:-}
+
+_pc_table() {
+	local opts="autocommit_blocks 8 autocommit_time 60000 flush_mode $PC_FLUSH_MODE $PC_OPTS"
+
+	# shellcheck disable=SC2086
+	set -- $opts
+	echo "0 $PC_LEN pmemcache p /dev/mapper/origin /dev/mapper/pcache $PC_BLOCK $# $opts"
 }
 
 # The workload: format, new blocks, in-epoch overwrites, commits on flush
@@ -50,8 +59,8 @@ _pc_script() {
 	local t linear flakey
 
 	t=$(_pc_table)
-	linear="0 $PC_LEN linear /dev/vda 0"
-	flakey="0 $PC_LEN flakey /dev/vda 0 0 3600 1 error_writes"
+	linear="0 $PC_LEN linear /dev/mapper/olw 0"
+	flakey="0 $PC_LEN flakey /dev/mapper/olw 0 0 3600 1 error_writes"
 	cat <<-EOF
 	x dmsetup create pc --table "$t"
 	o
@@ -79,6 +88,7 @@ _pc_script() {
 	w 5 3
 	w 6
 	g
+	x dmsetup message pc 0 flush
 	c
 	x dmsetup remove pc
 	x dmsetup create pc --table "$t"
@@ -97,27 +107,75 @@ _pc_param() {	# _pc_param NAME VALUE
 	echo "$2" > "$PC_P/persist_$1"
 }
 
-# A fresh start: no cache device, the origin's blocks at version 0, the
-# cache unformatted, the power on.
+# A fresh start: no cache device, the origin's blocks at version 0 (and
+# the replay region's), an empty log, the cache unformatted, the power on.
 _pc_fresh() {
 	dmsetup remove pc 2> /dev/null || true
-	_pc_origin "0 $PC_LEN linear /dev/vda 0" || _fail "origin table"
+	dmsetup remove origin 2> /dev/null || true
+	dmsetup remove olw 2> /dev/null || true
 	_pc_param cut_fence 0
 	_pc_param cut_store 0
 	_pc_param reset 1
-	"$PC_WL" fill /dev/mapper/origin 0 $PC_NB || _fail "fill failed"
+	"$PC_WL" fill /dev/mapper/odata 0 $PC_NB || _fail "fill failed"
+	"$PC_WL" fill /dev/mapper/oreplay 0 $PC_NB || _fail "fill failed"
+	dd if=/dev/zero of=/dev/mapper/olog bs=4k count=1 oflag=direct status=none
+	dmsetup create olw --table "0 $PC_LEN log-writes /dev/mapper/odata /dev/mapper/olog" ||
+		_fail "cannot create the log-writes origin"
+	dmsetup create origin --table "0 $PC_LEN linear /dev/mapper/olw 0"
 	dd if=/dev/zero of=/dev/mapper/pcache bs=4k count=1 oflag=direct status=none
 }
 
+# After the workload (cut or not): what a restart would find.  The cache
+# is activated over the replayed origin and checked; then everything is
+# written back and the origin checked alone.  Sets PC_BAD.
+_pc_after() {
+	local what=$1 cut
+
+	PC_BAD=
+	dmsetup remove pc 2> /dev/null || true
+	cut=$(cat "$PC_P/persist_cut")
+	_pc_param cut_fence 0
+	_pc_param cut_store 0
+	_pc_param reset 1
+	dmsetup remove origin 2> /dev/null || true
+	dmsetup remove olw || _fail "cannot remove the log-writes origin"
+	"$PC_WL" replay /dev/mapper/olog /dev/mapper/oreplay > /dev/null ||
+		_fail "cannot replay the origin's log"
+	dmsetup create origin --table "0 $PC_LEN linear /dev/mapper/oreplay 0"
+	if ! dmsetup create pc --table "$(_pc_table)" 2> /tmp/pc.err; then
+		PC_BAD="$what: recovery refused the cache: $(dmesg | grep -i pmemcache | tail -n 2 | tr '\n' ' ' || true)"
+	elif ! "$PC_WL" verify /dev/mapper/pc "$PC_LOG" 0 $PC_NB > /tmp/pc.verify; then
+		PC_BAD="$what: on the cache: $(grep -v 'bad block' /tmp/pc.verify | head -n 3 | tr '\n' ' ' || true)"
+	elif ! dmsetup message pc 0 flush; then
+		PC_BAD="$what: writeback after recovery failed"
+	else
+		dmsetup remove pc
+		"$PC_WL" verify /dev/mapper/oreplay "$PC_LOG" 0 $PC_NB > /tmp/pc.verify ||
+			PC_BAD="$what: on the origin after writeback: $(grep -v 'bad block' /tmp/pc.verify | head -n 3 | tr '\n' ' ' || true)"
+	fi
+	dmsetup remove pc 2> /dev/null || true
+	dmsetup remove origin 2> /dev/null || true
+	[ -z "$PC_BAD" ] || PC_BAD="$PC_BAD [cut: $cut]"
+	return 0
+}
+
 _pc_setup() {
+	local off=0
+
 	_pmem_setup 1
 	_modprobe virtio_blk
 	_modprobe dm_flakey
+	_modprobe dm_log_writes
 	udevadm settle 2> /dev/null || sleep 1
 	[ -x "$PC_WL" ] || _fail "$PC_WL missing (tests/run.sh builds it)"
 	[ -f "$PC_P/persist_check" ] || _fail "the module was built without PMC_PERSIST_CHECK=y"
 	dmsetup create pcache --table "0 $PC_CACHE_SECTORS linear /dev/pmem0 0" ||
 		_fail "cannot carve the cache out of pmem0"
+	for d in odata oreplay olog; do
+		dmsetup info $d > /dev/null 2>&1 ||
+			dmsetup create $d --table "0 $PC_LEN linear /dev/vda $off"
+		off=$((off + PC_LEN))
+	done
 	_pc_param check 1
 	_pc_script > /tmp/pc.script
 	_pc_fresh
@@ -125,43 +183,21 @@ _pc_setup() {
 	grep -q '^E ' "$PC_LOG" && _fail "the workload failed without a cut: $(grep '^E ' "$PC_LOG")"
 	PC_FENCES=$(cat "$PC_P/persist_fences")
 	PC_STORES=$(cat "$PC_P/persist_stores")
-	dmsetup remove pc 2> /dev/null || true
 	echo "workload: $PC_FENCES fences, $PC_STORES stores without a cut"
 	[ "$PC_FENCES" -gt 20 ] || _fail "the model saw only $PC_FENCES fences"
-	dmsetup create pc --table "$(_pc_table)" || _fail "no activation after a clean run"
-	"$PC_WL" verify /dev/mapper/pc "$PC_LOG" 0 $PC_NB > /tmp/pc.verify ||
-		_fail "a clean run broke a guarantee: $(cat /tmp/pc.verify)"
-	dmsetup remove pc
+	_pc_after "no cut"
+	[ -z "$PC_BAD" ] || _fail "a run without a cut broke a guarantee: $PC_BAD"
 }
 
 _pc_point() {
-	local kind=$1 k=$2 adv=${3:-0} seed=${4:-1} cut
+	local kind=$1 k=$2 adv=${3:-0} seed=${4:-1}
 
-	PC_BAD=
 	_pc_fresh
 	_pc_param adversary "$adv"
 	_pc_param seed "$seed"
 	_pc_param "cut_$kind" "$k"
 	"$PC_WL" run /dev/mapper/pc "$PC_LOG" < /tmp/pc.script > /dev/null 2>&1
-	dmsetup remove pc 2> /dev/null || true
-	cut=$(cat "$PC_P/persist_cut")
-	_pc_param "cut_$kind" 0
-	_pc_param reset 1
-	_pc_origin "0 $PC_LEN linear /dev/vda 0" || _fail "origin table"
-	if ! dmsetup create pc --table "$(_pc_table)" 2> /tmp/pc.err; then
-		PC_BAD="$kind $k: recovery refused the cache: $(dmesg | grep -i pmemcache | tail -n 2 | tr '\n' ' ')"
-	elif ! "$PC_WL" verify /dev/mapper/pc "$PC_LOG" 0 $PC_NB > /tmp/pc.verify; then
-		PC_BAD="$kind $k: on the cache: $(grep -v 'bad block' /tmp/pc.verify | head -n 3 | tr '\n' ' ')"
-	elif ! dmsetup message pc 0 flush; then
-		PC_BAD="$kind $k: writeback after recovery failed"
-	else
-		dmsetup remove pc
-		"$PC_WL" verify /dev/mapper/origin "$PC_LOG" 0 $PC_NB > /tmp/pc.verify ||
-			PC_BAD="$kind $k: on the origin after writeback: $(grep -v 'bad block' /tmp/pc.verify | head -n 3 | tr '\n' ' ')"
-	fi
-	dmsetup remove pc 2> /dev/null || true
-	[ -n "$PC_BAD" ] && PC_BAD="$PC_BAD [cut: $cut]"
-	return 0
+	_pc_after "$kind $k"
 }
 
 _pc_enumerate() {

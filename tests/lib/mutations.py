@@ -1,0 +1,99 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: GPL-2.0
+"""The mutations of make mutate: each removes a fence, a write-back or an
+ordering that durability depends on, or stores around flush.c.
+
+    mutations.py list          name, flush_mode:block_size to run it
+                               under, and what it breaks
+    mutations.py apply NAME DIR   apply one to the tree at DIR
+
+A mutation is a text replacement in one file; if its text is no longer in
+the file, apply fails loudly (the engine moved: update the mutation).
+"""
+import sys
+
+MUTATIONS = [
+    ("publish", "dm-pmemcache.c",
+     "a writer leaves its epoch without publishing its stores (rule 2)",
+     "\tpmc_publish_stores(&pc->flush);\n", ""),
+    ("commit-fence-entries", "dm-pmemcache.c",
+     "the commit writes its record without fencing first (rule 2)",
+     "\t\twait_event(pc->inflight_wait, !atomic_read(writers));\n\t\tpmc_fence();\n",
+     "\t\twait_event(pc->inflight_wait, !atomic_read(writers));\n"),
+    ("commit-fence-record", "dm-pmemcache.c",
+     "the commit record is not fenced before the commit counts (rule 2)",
+     "\t\t\tsizeof(c));\n\tpmc_fence();\n", "\t\t\tsizeof(c));\n"),
+    ("commit-fence-superseded", "dm-pmemcache.c",
+     "superseded entries zeroed but not fenced before their blocks are freed (rules 3, 4)",
+     "\tif (freed)\n\t\tpmc_fence();\n", ""),
+    ("commit-keep-superseded", "dm-pmemcache.c",
+     "superseded blocks freed without zeroing their entries (rules 3, 4)",
+     "\tlist_for_each_entry(b, &done, list)\n\t\tpmc_clear_entry(pc, pmc_idx(pc, b));\n\tif (freed)\n",
+     "\tif (freed)\n"),
+    ("wb-fence", "dm-pmemcache.c",
+     "written-back blocks freed before their zeroed entries are fenced (rule 3)",
+     "\t\tpmc_clear_entry(pc, pmc_idx(pc, b));\n\tpmc_fence();\n\n\tspin_lock(&pc->lock);\n\tlist_for_each_entry_safe(b, tmp, &done, list) {\n\t\t/* The blocks are PMC_WRITEBACK",
+     "\t\tpmc_clear_entry(pc, pmc_idx(pc, b));\n\n\tspin_lock(&pc->lock);\n\tlist_for_each_entry_safe(b, tmp, &done, list) {\n\t\t/* The blocks are PMC_WRITEBACK"),
+    ("wb-no-clear", "dm-pmemcache.c",
+     "written-back blocks freed with their entries still valid (rule 3)",
+     "\tlist_for_each_entry(b, &done, list)\n\t\tpmc_clear_entry(pc, pmc_idx(pc, b));\n\tpmc_fence();\n\n\tspin_lock(&pc->lock);\n\tlist_for_each_entry_safe(b, tmp, &done, list) {\n\t\t/* The blocks are PMC_WRITEBACK",
+     "\tpmc_fence();\n\n\tspin_lock(&pc->lock);\n\tlist_for_each_entry_safe(b, tmp, &done, list) {\n\t\t/* The blocks are PMC_WRITEBACK"),
+    ("discard-fence", "dm-pmemcache.c",
+     "discarded blocks freed before their zeroed entries are fenced (rule 4)",
+     "\t\tif (!list_empty(&dead)) {\n\t\t\tpmc_fence();\n",
+     "\t\tif (!list_empty(&dead)) {\n"),
+    ("fresh-fence", "dm-pmemcache.c",
+     "new blocks' data not fenced before readers may copy it (a visibility fence)",
+     "\t\t\t/* Visible before a reader may copy it out. */\n\t\t\tpmc_fence();\n",
+     "\t\t\t/* Visible before a reader may copy it out. */\n"),
+    ("load-fence", "dm-pmemcache.c",
+     "recovery does not fence the leftovers it zeroed before the cache is used (rule 5)",
+     "\t\tpc->nr_free++;\n\t}\n\tpmc_fence();\n\tif (beyond) {",
+     "\t\tpc->nr_free++;\n\t}\n\tif (beyond) {"),
+    ("format-sb-first", "dm-pmemcache.c",
+     "format writes the superblock before commit record 0 (rule 6)",
+     "\tpmc_write_commit(pc, 0);\t/* fences: everything above durable */\n\tpmc_test_point(PMC_TP_FORMAT_MID);\n\tpmc_copy_to_pmem(pc->flush.meta, pc->sb, &sb, sizeof(sb));\n\tpmc_fence();\n",
+     "\tpmc_copy_to_pmem(pc->flush.meta, pc->sb, &sb, sizeof(sb));\n\tpmc_fence();\n\tpmc_test_point(PMC_TP_FORMAT_MID);\n\tpmc_write_commit(pc, 0);\n"),
+    ("format-fence-sb", "dm-pmemcache.c",
+     "format's superblock is never fenced (rule 6)",
+     "\tpmc_copy_to_pmem(pc->flush.meta, pc->sb, &sb, sizeof(sb));\n\tpmc_fence();\n",
+     "\tpmc_copy_to_pmem(pc->flush.meta, pc->sb, &sb, sizeof(sb));\n"),
+    ("wb-nofua-no-flush", "dm-pmemcache.c",
+     "with nofua, written-back blocks freed without flushing the origin (rule 3)",
+     "\t\tflush_err = pmc_pcheck_cut() ? -EIO :\n\t\t\tblkdev_issue_flush(pc->origin->bdev);\n",
+     "\t\tflush_err = 0;\n", "auto:4096:nofua"),
+    ("bypass-clear", "dm-pmemcache.c",
+     "entries zeroed by a plain store, around flush.c (never written back)",
+     "\tpmc_zero_u64(pc->flush.meta, &pc->entries[i].seq);\n",
+     "\tWRITE_ONCE(pc->entries[i].seq, 0);\n"),
+    ("copy-no-flush", "flush.c",
+     "clwb mode copies without writing the lines back (no clwb)",
+     "\t\tmemcpy(dst, src, len);\n\t\tpmc_flush_lines(mode, dst, len, &op);\n",
+     "\t\tmemcpy(dst, src, len);\n", "clwb:4096"),
+]
+
+
+def find(name):
+    for m in MUTATIONS:
+        if m[0] == name:
+            return m
+    sys.exit(f"no mutation {name}")
+
+
+def main():
+    if len(sys.argv) == 2 and sys.argv[1] == "list":
+        for m in MUTATIONS:
+            print(f"{m[0]}\t{m[5] if len(m) > 5 else 'auto:4096'}\t{m[2]}")
+        return
+    if len(sys.argv) != 4 or sys.argv[1] != "apply":
+        sys.exit(__doc__)
+    name, _file, _what, old, new = find(sys.argv[2])[:5]
+    path = f"{sys.argv[3]}/{_file}"
+    text = open(path).read()
+    if text.count(old) != 1:
+        sys.exit(f"mutation {name}: its text is in {_file} {text.count(old)} times, not once")
+    open(path, "w").write(text.replace(old, new))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,46 @@
+#!/bin/bash
+# SPDX-License-Identifier: GPL-2.0
+#
+# make mutate [M="name ..."]: each mutation of tests/lib/mutations.py (all,
+# or those named) applied to a clone of the committed tree, built with the
+# persistence checker, and run through tests/cases/persist_full in its
+# mutant mode (every fence and every third store of the workload, 10
+# adversarial cuts per mode, stopping at the first broken guarantee).  Prints a table:
+# mutation, caught or not, after how many power cuts, and the first
+# guarantee broken.  One VM boot per mutation; results in
+# tests/results/mutate/.
+
+set -u
+top=$(cd "$(dirname "$0")/.." && pwd)
+out=$top/tests/results/mutate
+mkdir -p "$out"
+names=${*:-$(python3 "$top/tests/lib/mutations.py" list | cut -f1)}
+table=$out/table.txt
+start=$(date +%s)
+
+printf '%-26s %-8s %-7s %s\n' mutation caught "cuts" "how" | tee "$table"
+for name in $names; do
+	cfg=$(python3 "$top/tests/lib/mutations.py" list | awk -F'\t' -v n="$name" '$1 == n { print $2 }')
+	[ -n "$cfg" ] || { echo "no mutation $name" >&2; exit 2; }
+	tree=$out/$name
+	rm -rf "$tree"
+	git clone -q "$top" "$tree" || exit 2
+	python3 "$top/tests/lib/mutations.py" apply "$name" "$tree" || exit 2
+	echo "$cfg" > "$tree/tests/.mutant"
+	(cd "$tree" && PMC_NO_SKIP=1 tests/run.sh persist_full) > "$tree/run.log" 2>&1
+	o=$tree/tests/results/persist_full/output
+	res=$(cat "$tree/tests/results/persist_full/result" 2>/dev/null)
+	cuts=$(sed -n 's/^explored \([0-9]*\) power cuts.*/\1/p' "$o" 2>/dev/null)
+	case "$res" in
+	pass)
+		caught=no how="every guarantee held" ;;
+	*"power cuts broke a guarantee"*)
+		caught=yes how=$(grep -m1 '^BROKEN' "$o" | cut -c9-) ;;
+	*"without a cut broke"*)
+		caught=yes how="a run without a cut: ${res#fail: }" ;;
+	*)
+		caught=ERROR how="no verdict: ${res:-no result} (see $tree/run.log)" ;;
+	esac
+	printf '%-26s %-8s %-7s %s\n' "$name" "$caught" "${cuts:--}" "$how" | tee -a "$table"
+done
+echo "# $(( $(date +%s) - start )) s; table in $table"
