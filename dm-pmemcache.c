@@ -1557,6 +1557,9 @@ static int pmc_map(struct dm_target *ti, struct bio *bio)
 		/* dm sends the flush as an empty bio; data comes separately. */
 		this_cpu_inc(pc->stats->flushes);
 		pmc_commit(pc);
+		/* Test builds: the power went off during the commit. */
+		if (pmc_pcheck_cut())
+			return DM_MAPIO_KILL;
 		/* Writes may go around the cache: the origin must flush too. */
 		if (pmc_writes_around(pc)) {
 			pmc_remap(pc, bio);

@@ -69,7 +69,8 @@
 /**
  * struct pcm_store - a store written back, not yet fenced
  * @list: in pcm.pending, oldest first
- * @task: the task that wrote it back: only its fence makes it durable
+ * @pid: the task that wrote it back: only its fence makes it durable
+ * @start: that task's start time (a pid, like a task_struct, is reused)
  * @caller: where in the engine it was made
  * @off: offset in the cache
  * @len: bytes
@@ -77,7 +78,8 @@
  */
 struct pcm_store {
 	struct list_head list;
-	struct task_struct *task;
+	pid_t pid;
+	u64 start;
 	unsigned long caller;
 	size_t off;
 	size_t len;
@@ -96,6 +98,7 @@ static struct {
 	unsigned long stores;
 	bool cut;
 	bool overflow;
+	bool refused;
 	u64 rnd;
 	char desc[PCM_DESC_LEN];
 } pcm = {
@@ -201,7 +204,7 @@ void pmc_pcheck_attach(const void *owner, void *base, size_t size)
 {
 	u8 *img;
 
-	if (!READ_ONCE(pcm_enable) || READ_ONCE(pcm.base) || READ_ONCE(pcm.cut))
+	if (!READ_ONCE(pcm_enable))
 		return;
 	if (size > PCM_MAX_SIZE) {
 		pr_warn("dm-pmemcache: persist_check: cache of %zu bytes too large to model\n",
@@ -218,6 +221,9 @@ void pmc_pcheck_attach(const void *owner, void *base, size_t size)
 	}
 	spin_lock_irq(&pcm.lock);
 	if (pcm.base || pcm.cut) {
+		/* A table reload: the old table must not rewrite the cache. */
+		if (pcm.base)
+			pcm.refused = true;
 		spin_unlock_irq(&pcm.lock);
 		vfree(img);
 		return;
@@ -247,11 +253,14 @@ void pmc_pcheck_detach(const void *owner)
 		spin_unlock_irq(&pcm.lock);
 		return;
 	}
-	if (!pcm.cut) {
+	if (!pcm.cut && !pcm.refused) {
 		list_for_each_entry(s, &pcm.pending, list)
 			memcpy(pcm.durable + s->off, s->data, s->len);
 		memcpy(pcm.base, pcm.durable, pcm.size);
+	} else if (pcm.refused) {
+		pr_warn("dm-pmemcache: persist_check: another table took the cache over: the model stops here\n");
 	}
+	pcm.refused = false;
 	pcm_free_pending();
 	img = pcm.durable;
 	pcm.durable = NULL;
@@ -382,7 +391,8 @@ void pmc_pcheck_store_end(struct pmc_pcheck_op *op)
 			pr_err("dm-pmemcache: persist_check: out of memory for pending stores: the model is wrong from here\n");
 		pcm.overflow = true;
 	} else {
-		s->task = current;
+		s->pid = current->pid;
+		s->start = current->start_time;
 		s->caller = op->caller;
 		s->off = off;
 		s->len = op->wb_to - op->wb_from;
@@ -423,7 +433,7 @@ bool pmc_pcheck_fence(unsigned long caller)
 		return false;
 	}
 	list_for_each_entry_safe(s, tmp, &pcm.pending, list) {
-		if (s->task != current)
+		if (s->pid != current->pid || s->start != current->start_time)
 			continue;
 		memcpy(pcm.durable + s->off, s->data, s->len);
 		list_del(&s->list);
@@ -441,6 +451,7 @@ static int pcm_reset_set(const char *val, const struct kernel_param *kp)
 	pcm.stores = 0;
 	pcm.cut = false;
 	pcm.overflow = false;
+	pcm.refused = false;
 	strscpy(pcm.desc, "none", PCM_DESC_LEN);
 	spin_unlock_irq(&pcm.lock);
 	return 0;
