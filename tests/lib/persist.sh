@@ -210,6 +210,7 @@ _pc_enumerate() {
 			PC_BROKEN=$((PC_BROKEN + 1))
 			[ -n "$PC_FIRST_BAD" ] || PC_FIRST_BAD=$PC_BAD
 			echo "BROKEN: $PC_BAD"
+			[ "${PC_STOP_FIRST:-0}" = 1 ] && return 0
 		fi
 	done
 }
