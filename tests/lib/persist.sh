@@ -210,7 +210,10 @@ _pc_enumerate() {
 			PC_BROKEN=$((PC_BROKEN + 1))
 			[ -n "$PC_FIRST_BAD" ] || PC_FIRST_BAD=$PC_BAD
 			echo "BROKEN: $PC_BAD"
-			[ "${PC_STOP_FIRST:-0}" = 1 ] && return 0
+			if [ "${PC_STOP_FIRST:-0}" = 1 ]; then
+				return 0
+			fi
 		fi
 	done
+	return 0
 }
