@@ -30,6 +30,9 @@ for name in $names; do
 	(cd "$tree" && PMC_NO_SKIP=1 tests/run.sh persist_full) > "$tree/run.log" 2>&1
 	o=$tree/tests/results/persist_full/output
 	res=$(cat "$tree/tests/results/persist_full/result" 2>/dev/null)
+	# A failed body says why in its output.
+	[ "$res" = "fail: test body exited with 1" ] &&
+		res=$(grep -m1 '^FAIL: ' "$o" | sed 's/^FAIL: /fail: /')
 	cuts=$(sed -n 's/^explored \([0-9]*\) power cuts.*/\1/p' "$o" 2>/dev/null)
 	case "$res" in
 	pass)
