@@ -1624,18 +1624,25 @@ static void pmc_layout(struct pmemcache *pc, u64 nr_blocks)
 }
 
 /*
- * Format: zero the entries and the commit slots, write commit 0, and only
- * then the superblock.  A crash before the superblock is durable leaves
- * the first sector zero, and the next activation formats again.
+ * Format (rule 6 in flush.c): first the magic with version 0, "format
+ * under way", alone and fenced; then zero the entries and the commit
+ * slots and write commit 0; then the rest of the superblock, fenced; then
+ * magic and version in one 8-byte store, fenced.  Until that store is
+ * durable the version is 0 (or the sector still zero) and the next
+ * activation formats again (pmc_sb_unformatted()).
  */
 static void pmc_format(struct pmemcache *pc, u64 nr_blocks)
 {
 	void *zero = page_address(ZERO_PAGE(0));
 	struct pmc_sb sb = { };
 	size_t done, len;
+	__le64 head;
 	u64 bytes;
 
 	pmc_layout(pc, nr_blocks);
+	pmc_write_u64(pc->flush.meta, (__le64 *)pc->sb,
+		      cpu_to_le64(PMC_MAGIC));
+	pmc_fence();
 	bytes = (void *)pc->data - (void *)pc->entries;
 	for (done = 0; done < bytes; done += len) {
 		len = min_t(size_t, bytes - done, PAGE_SIZE);
@@ -1657,14 +1664,34 @@ static void pmc_format(struct pmemcache *pc, u64 nr_blocks)
 	pc->crc_seed = crc32c(~0U, sb.uuid, sizeof(sb.uuid));
 	pmc_write_commit(pc, 0);	/* fences: everything above durable */
 	pmc_test_point(PMC_TP_FORMAT_MID);
+	head = cpu_to_le64((u64)PMC_VERSION << 32 | PMC_MAGIC);
+	sb.version = 0;
 	pmc_copy_to_pmem(pc->flush.meta, pc->sb, &sb, sizeof(sb));
+	pmc_fence();
+	pmc_write_u64(pc->flush.meta, (__le64 *)pc->sb, head);
 	pmc_fence();
 	DMINFO("%pg: formatted a cache of %llu blocks of %u bytes",
 	       pc->pmem.dev->bdev, nr_blocks, pc->block_size);
 }
 
 /*
- * At construction: format a cache whose first sector is zero, accept one
+ * A first sector that no activation has finished formatting: all zero,
+ * or our magic with version 0 (written first, alone; the version is
+ * written last) and nothing past the superblock record, whatever a cut
+ * left of the record's other bytes.  Anything else is someone's data.
+ */
+static bool pmc_sb_unformatted(const u8 *first)
+{
+	const struct pmc_sb *sb = (const void *)first;
+
+	if (!memchr_inv(first, 0, SECTOR_SIZE))
+		return true;
+	return le32_to_cpu(sb->magic) == PMC_MAGIC && !sb->version &&
+	       !memchr_inv(first + sizeof(*sb), 0, SECTOR_SIZE - sizeof(*sb));
+}
+
+/*
+ * At construction: format a cache not yet formatted, accept one
  * of ours that matches the table, refuse anything else.  Only the
  * superblock is read here; the entries are read at resume (pmc_load).
  */
@@ -1704,7 +1731,7 @@ static int pmc_open_cache(struct pmemcache *pc)
 		ti->error = "Media error reading the cache superblock";
 		return -EIO;
 	}
-	if (!memchr_inv(first, 0, sizeof(first))) {
+	if (pmc_sb_unformatted(first)) {
 		pmc_format(pc, fit);
 		return 0;
 	}
@@ -2366,6 +2393,7 @@ static int __init pmc_init(void)
 
 	/* The on-media layout, and the RAM per block the docs promise. */
 	BUILD_BUG_ON(sizeof(struct pmc_sb) != 80);
+	BUILD_BUG_ON(offsetof(struct pmc_sb, version) != 4);
 	BUILD_BUG_ON(sizeof(struct pmc_commit) != 16);
 	BUILD_BUG_ON(sizeof(struct pmc_entry) != 32);
 	BUILD_BUG_ON(PMC_COMMIT_OFFSET(1) + sizeof(struct pmc_commit) > PMC_SB_SIZE);

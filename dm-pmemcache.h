@@ -204,7 +204,7 @@ void pmc_publish_stores(const struct pmc_flush *f);
  * Test builds: the persistence checker (persist_check.c) sees every store
  * into pmem, so the records go through the out-of-line copy in flush.c.
  */
-void pmc_zero_u64(enum pmc_flush_mode mode, __le64 *p);
+void pmc_write_u64(enum pmc_flush_mode mode, __le64 *p, __le64 val);
 
 static inline void pmc_copy_record(enum pmc_flush_mode mode, void *dst,
 				   const void *src, size_t len)
@@ -240,26 +240,32 @@ static __always_inline void pmc_copy_record(enum pmc_flush_mode mode,
 }
 
 /**
- * pmc_zero_u64() - zero one aligned 8-byte field in pmem
+ * pmc_write_u64() - write one aligned 8-byte field in pmem
  * @mode: the strategy
  * @p: the field, inside the mapped cache
+ * @val: its new value
  *
  * A single store, which cannot tear; durable after the next pmc_fence().
  */
-static __always_inline void pmc_zero_u64(enum pmc_flush_mode mode, __le64 *p)
+static __always_inline void pmc_write_u64(enum pmc_flush_mode mode,
+					  __le64 *p, __le64 val)
 {
-	static const __le64 zero;
-
 #ifdef CONFIG_X86
 	if (mode == PMC_FLUSH_MOVNT) {
-		memcpy_flushcache(p, &zero, sizeof(*p));
+		memcpy_flushcache(p, &val, sizeof(*p));
 		return;
 	}
 #endif
-	WRITE_ONCE(*p, zero);
+	WRITE_ONCE(*p, val);
 	pmc_flush_range(mode, p, sizeof(*p));
 }
 #endif
+
+/* pmc_write_u64() of zero: frees an entry (rule 3 in flush.c). */
+static __always_inline void pmc_zero_u64(enum pmc_flush_mode mode, __le64 *p)
+{
+	pmc_write_u64(mode, p, 0);
+}
 
 /**
  * struct pmc_pcheck_op - a store that the persistence checker watches

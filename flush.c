@@ -69,9 +69,15 @@
  *    used, so that a later commit of the same sequence number cannot
  *    revive a leftover of the crash.  It never zeroes a valid entry for
  *    an origin block past the table's end: such a table is refused.
- * 6. Format makes the zeroed entries and commit record 0 durable before
- *    it writes the superblock, and fences that last: until then the
- *    first sector is zero and the next activation formats again.
+ * 6. Format starts on a zero first sector (or one it left unfinished)
+ *    and makes "format under way" durable first: the magic with version
+ *    0, one 8-byte store, fenced.  Then the zeroed entries and commit
+ *    record 0, then the rest of the superblock (version still 0), each
+ *    fenced; last the magic and version in one store, fenced.  A first
+ *    sector with the magic, version 0 and nothing past the superblock's
+ *    80 bytes is formatted again whatever a cut left of the rest; a
+ *    sector that is neither that nor zero nor a valid superblock is
+ *    refused (it may be someone's data).
  */
 
 #include <linux/cache.h>
@@ -243,25 +249,24 @@ void pmc_flush_range(enum pmc_flush_mode mode, void *addr, size_t len)
 
 #ifdef PMC_PERSIST_CHECK
 /*
- * pmc_zero_u64() of test builds (dm-pmemcache.h has the inline one): the
+ * pmc_write_u64() of test builds (dm-pmemcache.h has the inline one): the
  * store and its write-back seen by the persistence checker as one.
  */
-void pmc_zero_u64(enum pmc_flush_mode mode, __le64 *p)
+void pmc_write_u64(enum pmc_flush_mode mode, __le64 *p, __le64 val)
 {
-	static const __le64 zero;
 	struct pmc_pcheck_op op;
 
 	if (!pmc_pcheck_store_begin(&op, p, sizeof(*p), _RET_IP_))
 		return;
 #ifdef CONFIG_X86
 	if (mode == PMC_FLUSH_MOVNT) {
-		memcpy_flushcache(p, &zero, sizeof(*p));
+		memcpy_flushcache(p, &val, sizeof(*p));
 		pmc_pcheck_written_back(&op, p, sizeof(*p));
 		pmc_pcheck_store_end(&op);
 		return;
 	}
 #endif
-	WRITE_ONCE(*p, zero);
+	WRITE_ONCE(*p, val);
 	__pmc_flush_range(mode, p, sizeof(*p), &op);
 	pmc_pcheck_store_end(&op);
 }

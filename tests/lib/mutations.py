@@ -52,8 +52,26 @@ MUTATIONS = [
      "\t\tpc->nr_free++;\n\t}\n\tif (beyond) {"),
     ("format-sb-first", "dm-pmemcache.c",
      "format writes the superblock before commit record 0 (rule 6)",
-     "\tpmc_write_commit(pc, 0);\t/* fences: everything above durable */\n\tpmc_test_point(PMC_TP_FORMAT_MID);\n\tpmc_copy_to_pmem(pc->flush.meta, pc->sb, &sb, sizeof(sb));\n\tpmc_fence();\n",
-     "\tpmc_copy_to_pmem(pc->flush.meta, pc->sb, &sb, sizeof(sb));\n\tpmc_fence();\n\tpmc_test_point(PMC_TP_FORMAT_MID);\n\tpmc_write_commit(pc, 0);\n"),
+     "\tpmc_write_commit(pc, 0);\t/* fences: everything above durable */\n"
+     "\tpmc_test_point(PMC_TP_FORMAT_MID);\n"
+     "\thead = cpu_to_le64((u64)PMC_VERSION << 32 | PMC_MAGIC);\n"
+     "\tsb.version = 0;\n"
+     "\tpmc_copy_to_pmem(pc->flush.meta, pc->sb, &sb, sizeof(sb));\n"
+     "\tpmc_fence();\n"
+     "\tpmc_write_u64(pc->flush.meta, (__le64 *)pc->sb, head);\n"
+     "\tpmc_fence();\n",
+     "\thead = cpu_to_le64((u64)PMC_VERSION << 32 | PMC_MAGIC);\n"
+     "\tsb.version = 0;\n"
+     "\tpmc_copy_to_pmem(pc->flush.meta, pc->sb, &sb, sizeof(sb));\n"
+     "\tpmc_fence();\n"
+     "\tpmc_write_u64(pc->flush.meta, (__le64 *)pc->sb, head);\n"
+     "\tpmc_fence();\n"
+     "\tpmc_test_point(PMC_TP_FORMAT_MID);\n"
+     "\tpmc_write_commit(pc, 0);\n"),
+    ("format-no-marker", "dm-pmemcache.c",
+     "format writes no 'under way' marker first: a torn superblock body is refused (rule 6)",
+     "\tpmc_write_u64(pc->flush.meta, (__le64 *)pc->sb,\n\t\t      cpu_to_le64(PMC_MAGIC));\n\tpmc_fence();\n",
+     ""),
     ("format-fence-sb", "dm-pmemcache.c",
      "format's superblock is never fenced (rule 6)",
      "\tpmc_copy_to_pmem(pc->flush.meta, pc->sb, &sb, sizeof(sb));\n\tpmc_fence();\n",
