@@ -183,10 +183,12 @@ enum pmc_flush_mode {
  * struct pmc_flush - the strategies in use
  * @data: for data blocks
  * @meta: for entries and commit records
+ * @publish_fence: pmc_publish_stores() must fence (see there)
  */
 struct pmc_flush {
 	u8 data;
 	u8 meta;
+	bool publish_fence;
 };
 
 const char *pmc_flush_mode_name(enum pmc_flush_mode mode);

@@ -165,6 +165,13 @@ int pmc_flush_choose(enum pmc_flush_mode asked, struct pmc_flush *f)
 		return -EOPNOTSUPP;
 	f->data = asked;
 	f->meta = asked;
+	f->publish_fence = true;
+#ifdef CONFIG_X86
+	/* See pmc_publish_stores(): documented by Intel only. */
+	if (asked == PMC_FLUSH_MOVNT &&
+	    boot_cpu_data.x86_vendor == X86_VENDOR_INTEL)
+		f->publish_fence = false;
+#endif
 	return 0;
 }
 
@@ -291,17 +298,19 @@ void pmc_fence(void)
  *
  * Called right before a locked read-modify-write through which another
  * task learns that the stores are done (a writer leaving its epoch, which
- * the commit then fences and records).  On x86 the locked instruction
- * drains the write-combining buffers that hold non-temporal stores (SDM
- * vol. 3, 11.3.1), so movnt needs no fence here; the write-back of clwb,
- * clflushopt and clflush, and every other architecture, need one.  The
- * persistence checker counts this as a fence of the calling task.
+ * the commit then fences and records).  On Intel CPUs the locked
+ * instruction drains the write-combining buffers that hold non-temporal
+ * stores (SDM vol. 3, 11.3.1), so movnt needs no fence here
+ * (pmc_flush_choose() decides); the write-back of clwb, clflushopt and
+ * clflush, other x86 vendors (whose manuals we did not find saying the
+ * same) and every other architecture fence.  The persistence checker
+ * counts this as a fence of the calling task either way: it cannot tell
+ * whether the locked instruction really drains.
  */
 void pmc_publish_stores(const struct pmc_flush *f)
 {
 	if (!pmc_pcheck_fence(_RET_IP_))
 		return;
-	if (!IS_ENABLED(CONFIG_X86) || f->data != PMC_FLUSH_MOVNT ||
-	    f->meta != PMC_FLUSH_MOVNT)
+	if (f->publish_fence)
 		pmem_wmb();
 }
