@@ -277,9 +277,12 @@ static __always_inline void pmc_zero_u64(enum pmc_flush_mode mode, __le64 *p)
  * @caller: the engine's code making it
  * @wb_from: start of the part written back so far
  * @wb_to: its end (NULL: nothing written back yet)
+ * @gen: the model it was counted in (a reload may end that model before
+ *       the store does)
  */
 struct pmc_pcheck_op {
 	bool watched;
+	unsigned long gen;
 	void *dst;
 	size_t len;
 	unsigned long caller;

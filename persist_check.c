@@ -34,14 +34,17 @@
  * too.
  *
  * Module parameters (/sys/module/dm_pmemcache/parameters/):
- *   persist_check     - 1: model the next cache activated (one at a time)
+ *   persist_check     - 1: model the next cache activated (one at a time;
+ *                       fences are counted whatever cache makes them, so
+ *                       a test runs one cache while it counts)
  *   persist_cut_fence - cut the power instead of the k-th fence (0: never)
  *   persist_cut_store - cut the power instead of the k-th store (0: never)
  *   persist_adversary - 0: only what was fenced survives; 1: also a random
  *                       subset of the pending stores, per cache line;
  *                       2: the same per aligned 8-byte word
- *   persist_seed      - seed of that random choice
+ *   persist_seed      - seed of that random choice (0 counts as 1)
  *   persist_reset     - write anything: counters to zero, power back on
+ *                       (refused while the cache cut off is still active)
  *   persist_fences, persist_stores - counted since the last reset
  *   persist_cut       - "none", or which fence or store the cut replaced
  *                       and which stores it lost
@@ -60,8 +63,11 @@
 
 #include "dm-pmemcache.h"
 
-/* The model of one cache: 256 MiB is far more than a test needs. */
-#define PCM_MAX_SIZE		(256UL << 20)
+/*
+ * The model of one cache: 64 MiB, more than a test needs (a cut copies it
+ * with interrupts off).
+ */
+#define PCM_MAX_SIZE		(64UL << 20)
 /* Stores waiting for a fence: beyond this the model gives up (and says so). */
 #define PCM_MAX_PENDING		65536
 #define PCM_DESC_LEN		512
@@ -88,6 +94,7 @@ struct pcm_store {
 
 static struct {
 	spinlock_t lock;	/* everything below */
+	unsigned long gen;
 	const void *owner;
 	void *base;
 	size_t size;
@@ -119,10 +126,27 @@ module_param_named(persist_cut_fence, pcm_cut_fence, ulong, 0644);
 MODULE_PARM_DESC(persist_cut_fence, "Test builds: cut the power instead of this fence (0: never)");
 module_param_named(persist_cut_store, pcm_cut_store, ulong, 0644);
 MODULE_PARM_DESC(persist_cut_store, "Test builds: cut the power instead of this store (0: never)");
-module_param_named(persist_adversary, pcm_adversary, int, 0644);
+static int pcm_adversary_set(const char *val, const struct kernel_param *kp)
+{
+	int v, r = kstrtoint(val, 0, &v);
+
+	if (r)
+		return r;
+	if (v < 0 || v > 2)
+		return -EINVAL;
+	WRITE_ONCE(pcm_adversary, v);
+	return 0;
+}
+
+static const struct kernel_param_ops pcm_adversary_ops = {
+	.set = pcm_adversary_set,
+	.get = param_get_int,
+};
+
+module_param_cb(persist_adversary, &pcm_adversary_ops, &pcm_adversary, 0644);
 MODULE_PARM_DESC(persist_adversary, "Test builds: pending stores that survive a cut: 0 none, 1 some lines, 2 some words");
 module_param_named(persist_seed, pcm_seed, ulong, 0644);
-MODULE_PARM_DESC(persist_seed, "Test builds: seed of the adversary's choice");
+MODULE_PARM_DESC(persist_seed, "Test builds: seed of the adversary's choice (0 counts as 1)");
 
 /* xorshift64: reproducible from persist_seed, unlike get_random_u32(). */
 static bool pcm_coin(void)
@@ -145,6 +169,14 @@ static void pcm_free_pending(void)
 		kfree(s);
 	}
 	pcm.nr_pending = 0;
+}
+
+/* A pending store could not be kept: the model is wrong from here. */
+static void pcm_overflowed(void)
+{
+	if (!pcm.overflow)
+		pr_err("dm-pmemcache: persist_check: out of memory for pending stores: the model is wrong from here\n");
+	pcm.overflow = true;
 }
 
 /* Let the adversary persist some of @s, in units of @unit aligned bytes. */
@@ -204,6 +236,19 @@ void pmc_pcheck_attach(const void *owner, void *base, size_t size)
 {
 	u8 *img;
 
+	spin_lock_irq(&pcm.lock);
+	if (pcm.base) {
+		/*
+		 * A table reload, or a second cache: the modelled table must
+		 * not rewrite the cache at its teardown, since this one may
+		 * use it by then.  For the rest of the model's life: which
+		 * of the tables goes first is not known here.
+		 */
+		pcm.refused = true;
+		spin_unlock_irq(&pcm.lock);
+		return;
+	}
+	spin_unlock_irq(&pcm.lock);
 	if (!READ_ONCE(pcm_enable))
 		return;
 	if (size > PCM_MAX_SIZE) {
@@ -221,13 +266,14 @@ void pmc_pcheck_attach(const void *owner, void *base, size_t size)
 	}
 	spin_lock_irq(&pcm.lock);
 	if (pcm.base || pcm.cut) {
-		/* A table reload: the old table must not rewrite the cache. */
 		if (pcm.base)
 			pcm.refused = true;
 		spin_unlock_irq(&pcm.lock);
 		vfree(img);
 		return;
 	}
+	pcm_free_pending();
+	pcm.gen++;
 	pcm.durable = img;
 	pcm.owner = owner;
 	pcm.size = size;
@@ -262,6 +308,7 @@ void pmc_pcheck_detach(const void *owner)
 	}
 	pcm.refused = false;
 	pcm_free_pending();
+	pcm.gen++;
 	img = pcm.durable;
 	pcm.durable = NULL;
 	pcm.base = NULL;
@@ -310,6 +357,7 @@ bool pmc_pcheck_store_begin(struct pmc_pcheck_op *op, void *dst, size_t len,
 			make = false;
 		} else {
 			op->watched = true;
+			op->gen = pcm.gen;
 			op->dst = dst;
 			op->len = len;
 			op->caller = caller;
@@ -354,6 +402,58 @@ void pmc_pcheck_written_back(struct pmc_pcheck_op *op, void *addr, size_t len)
 	}
 }
 
+/*
+ * @newer just became durable: the bytes it covers of pending stores
+ * older than it (before it in pcm.pending, of any task) can no longer
+ * persist.  Stores to one address are ordered (cache coherence), so
+ * once the newer value is durable the older one cannot reach pmem any
+ * more - neither when its task fences nor when the adversary picks it at
+ * a cut.  Until then it may (its write-back may have landed before the
+ * newer store was made), so nothing is trimmed at store time.  Under
+ * pcm.lock.
+ */
+static void pcm_supersede(struct pcm_store *newer)
+{
+	size_t off = newer->off, end = newer->off + newer->len;
+	struct pcm_store *s, *tmp, *tail;
+
+	list_for_each_entry_safe(s, tmp, &pcm.pending, list) {
+		size_t s_end = s->off + s->len;
+
+		if (s == newer)
+			break;
+		if (s_end <= off || s->off >= end)
+			continue;
+		if (off <= s->off && end >= s_end) {
+			list_del(&s->list);
+			kfree(s);
+			pcm.nr_pending--;
+		} else if (off <= s->off) {
+			memmove(s->data, s->data + (end - s->off), s_end - end);
+			s->len = s_end - end;
+			s->off = end;
+		} else if (end >= s_end) {
+			s->len = off - s->off;
+		} else {
+			/* Inside: its tail becomes a store of its own. */
+			tail = kmalloc(struct_size(tail, data, s_end - end),
+				       GFP_ATOMIC | __GFP_NOWARN);
+			if (!tail || pcm.nr_pending >= PCM_MAX_PENDING) {
+				kfree(tail);
+				pcm_overflowed();
+				continue;
+			}
+			*tail = *s;
+			tail->off = end;
+			tail->len = s_end - end;
+			memcpy(tail->data, s->data + (end - s->off), tail->len);
+			s->len = off - s->off;
+			list_add(&tail->list, &s->list);
+			pcm.nr_pending++;
+		}
+	}
+}
+
 /**
  * pmc_pcheck_store_end() - the store announced has been made
  * @op: from pmc_pcheck_store_begin()
@@ -372,6 +472,11 @@ void pmc_pcheck_store_end(struct pmc_pcheck_op *op)
 	if (!op->watched)
 		return;
 	spin_lock_irqsave(&pcm.lock, flags);
+	if (op->gen != pcm.gen || !pcm.base) {
+		/* The model ended (a reload) while the store was made. */
+		spin_unlock_irqrestore(&pcm.lock, flags);
+		return;
+	}
 	if (pcm.cut) {
 		off = op->dst - pcm.base;
 		memcpy(op->dst, pcm.durable + off, op->len);
@@ -387,9 +492,7 @@ void pmc_pcheck_store_end(struct pmc_pcheck_op *op)
 		    GFP_ATOMIC | __GFP_NOWARN);
 	if (!s || pcm.nr_pending >= PCM_MAX_PENDING) {
 		kfree(s);
-		if (!pcm.overflow)
-			pr_err("dm-pmemcache: persist_check: out of memory for pending stores: the model is wrong from here\n");
-		pcm.overflow = true;
+		pcm_overflowed();
 	} else {
 		s->pid = current->pid;
 		s->start = current->start_time;
@@ -435,6 +538,7 @@ bool pmc_pcheck_fence(unsigned long caller)
 	list_for_each_entry_safe(s, tmp, &pcm.pending, list) {
 		if (s->pid != current->pid || s->start != current->start_time)
 			continue;
+		pcm_supersede(s);
 		memcpy(pcm.durable + s->off, s->data, s->len);
 		list_del(&s->list);
 		kfree(s);
@@ -447,11 +551,15 @@ bool pmc_pcheck_fence(unsigned long caller)
 static int pcm_reset_set(const char *val, const struct kernel_param *kp)
 {
 	spin_lock_irq(&pcm.lock);
+	if (pcm.cut && pcm.base) {
+		/* The engine that saw the cut would go on as if nothing was. */
+		spin_unlock_irq(&pcm.lock);
+		return -EBUSY;
+	}
 	pcm.fences = 0;
 	pcm.stores = 0;
 	pcm.cut = false;
 	pcm.overflow = false;
-	pcm.refused = false;
 	strscpy(pcm.desc, "none", PCM_DESC_LEN);
 	spin_unlock_irq(&pcm.lock);
 	return 0;
