@@ -23,6 +23,12 @@ KVER = $(shell sed -n 's/.*UTS_RELEASE "\(.*\)"/\1/p' \
 	$(KDIR)/include/generated/utsrelease.h)
 
 install:
+	@if [ -f dm-pmemcache.ko ] && modinfo -F parm ./dm-pmemcache.ko | \
+		grep -q '^\(persist_\|test_\)'; then \
+		echo "dm-pmemcache.ko is a test build (test hooks, persistence checker:" \
+			"root could cut a cache's power); make clean && make first" >&2; \
+		exit 1; \
+	fi
 	$(MAKE) -C $(KDIR) M=$(CURDIR) INSTALL_MOD_DIR=updates \
 		CONFIG_MODULE_SIG_ALL= modules_install
 	depmod $(if $(INSTALL_MOD_PATH),-b $(INSTALL_MOD_PATH)) $(KVER)
