@@ -1600,18 +1600,47 @@ static u32 pmc_sb_crc(const struct pmc_sb *sb)
 	return crc32c(~0U, (const u8 *)sb, offsetof(struct pmc_sb, crc));
 }
 
-/* Blocks that fit in @size bytes of cache, with the superblock and entries. */
-static u64 pmc_fit_blocks(u64 size, unsigned int block_size)
+/**
+ * pmc_data_offset() - where data block 0 starts in a cache of @nr_blocks
+ * @nr_blocks: data blocks
+ *
+ * Return: bytes from the start of the cache: the superblock, then the
+ * entries rounded up to a page.
+ */
+u64 pmc_data_offset(u64 nr_blocks)
+{
+	return PMC_SB_SIZE + round_up(nr_blocks * sizeof(struct pmc_entry),
+				      PAGE_SIZE);
+}
+
+/**
+ * pmc_fit_blocks() - how many blocks a cache of @size bytes holds
+ * @size: bytes of the cache device after start_sector
+ * @block_size: bytes per data block
+ *
+ * Return: the most blocks whose data, entries and superblock fit in
+ * @size (pmc_data_offset(n) + n * @block_size <= @size), 0 if none.
+ */
+u64 pmc_fit_blocks(u64 size, unsigned int block_size)
 {
 	u64 n;
 
 	if (size < PMC_SB_SIZE)
 		return 0;
 	n = div64_u64(size - PMC_SB_SIZE, block_size + sizeof(struct pmc_entry));
-	while (n && PMC_SB_SIZE + round_up(n * sizeof(struct pmc_entry), PAGE_SIZE) +
-	       n * block_size > size)
+	while (n && pmc_data_offset(n) + n * block_size > size)
 		n--;
 	return n;
+}
+
+/**
+ * pmc_block_state_size() - RAM per cache block for its in-memory state
+ *
+ * Return: bytes; the index of a cache of n blocks is one array of n.
+ */
+size_t pmc_block_state_size(void)
+{
+	return sizeof(struct pmc_block);
 }
 
 static void pmc_layout(struct pmemcache *pc, u64 nr_blocks)
@@ -1619,8 +1648,7 @@ static void pmc_layout(struct pmemcache *pc, u64 nr_blocks)
 	pc->nr_blocks = nr_blocks;
 	pc->sb = pc->pmem.addr;
 	pc->entries = pc->pmem.addr + PMC_SB_SIZE;
-	pc->data = pc->pmem.addr + PMC_SB_SIZE +
-		round_up(nr_blocks * sizeof(struct pmc_entry), PAGE_SIZE);
+	pc->data = pc->pmem.addr + pmc_data_offset(nr_blocks);
 }
 
 /*

@@ -145,6 +145,12 @@ int pmc_pmem_map_claim(struct pmc_pmem_map *map, struct dm_target *ti,
 void pmc_pmem_map_release(struct pmc_pmem_map *map);
 bool pmc_pmem_range_bad(const struct pmc_pmem_map *map, size_t offset,
 			size_t len);
+bool pmc_pmem_pages_mappable(u64 nr_pages);
+
+/* The cache's layout (dm-pmemcache.c). */
+u64 pmc_data_offset(u64 nr_blocks);
+u64 pmc_fit_blocks(u64 size, unsigned int block_size);
+size_t pmc_block_state_size(void);
 
 /**
  * pmc_alloc_array() - a zeroed array, as large as the format allows

@@ -97,8 +97,8 @@ static int pmc_map_walk(struct pmc_pmem_map *map, struct dm_target *ti,
 	unsigned long i = 0;
 	int r = 0;
 
-	if (nr_pages > UINT_MAX) {
-		ti->error = "Cache device too large to map (more than 2^32 pages)";
+	if (!pmc_pmem_pages_mappable(nr_pages)) {
+		ti->error = "Cache device too large to map in parts (16 TiB or more)";
 		return -EOVERFLOW;
 	}
 	pages = pmc_alloc_array(nr_pages, sizeof(*pages));
@@ -171,6 +171,22 @@ static int pmc_map_walk(struct pmc_pmem_map *map, struct dm_target *ti,
 out:
 	kvfree(pages);
 	return r;
+}
+
+/**
+ * pmc_pmem_pages_mappable() - can vm_map_ram() assemble @nr_pages pages?
+ * @nr_pages: pages of the cache device after start_sector
+ *
+ * vm_map_ram() takes an unsigned int count: a cache of discontiguous
+ * parts (or one with media errors) is at most 2^32 - 1 pages, 16 TiB
+ * less a page.  A contiguous one is mapped as the pmem driver maps it,
+ * whatever its size.
+ *
+ * Return: true if it can.
+ */
+bool pmc_pmem_pages_mappable(u64 nr_pages)
+{
+	return nr_pages <= UINT_MAX;
 }
 
 /**
