@@ -47,8 +47,11 @@ check:
 	KERNEL=$(KERNEL) PMC_NO_SKIP=$(PMC_NO_SKIP) tests/run.sh $(T)
 
 # The persistence checker's full enumeration of power cuts (hours).
+# CONFIGS=auto:4096+clwb:512+auto:4096:nofua runs only those
+# flush_mode:block_size[:options]; ADV=N, N adversarial cuts per mode.
 crashcheck:
-	PMC_NO_SKIP=1 tests/run.sh persist_full
+	PMC_NO_SKIP=1 PMC_KARGS="$(if $(CONFIGS),pmc.configs=$(CONFIGS)) \
+		$(if $(ADV),pmc.adv=$(ADV))" tests/run.sh persist_full
 
 # Each mutation of tests/lib/mutations.py (a fence removed, an ordering
 # swapped, a store around flush.c) built and run under the persistence

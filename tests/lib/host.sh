@@ -117,7 +117,7 @@ pmc_debug_kernel() {
 	# limit under KASAN when the host was busy, leaving virtio without
 	# interrupts (the boot hung right after starting /init).
 	# kasan_multi_shot: every KASAN report, not only the first of a boot.
-	PMC_KARGS="watchdog_thresh=60 acpi=noirq kasan_multi_shot"
+	PMC_KARGS="${PMC_KARGS:-} watchdog_thresh=60 acpi=noirq kasan_multi_shot"
 	[ "${PMC_KMEMLEAK:-1}" = 1 ] || PMC_KARGS="$PMC_KARGS kmemleak=off"
 	# shellcheck disable=SC2034 # read by tests/run.sh
 	PMC_TIMEOUT_SCALE=3
