@@ -2,8 +2,9 @@
 /*
  * dm-pmemcache: a persistent-memory write-back cache for device-mapper.
  *
- * Declarations shared by dm-pmemcache.c (target), pmem_map.c (claiming
- * and mapping the DAX cache device) and flush.c (persistence primitives).
+ * Declarations shared by the target and its engine (engine.h lists their
+ * files), pmem_map.c (claiming and mapping the DAX cache device) and
+ * flush.c (persistence primitives).
  *
  * On-media format (all fields little-endian, fixed width), from the first
  * byte after start_sector of the cache device:
@@ -147,7 +148,7 @@ bool pmc_pmem_range_bad(const struct pmc_pmem_map *map, size_t offset,
 			size_t len);
 bool pmc_pmem_pages_mappable(u64 nr_pages);
 
-/* The cache's layout (dm-pmemcache.c). */
+/* The cache's layout (format.c). */
 u64 pmc_data_offset(u64 nr_blocks);
 u64 pmc_fit_blocks(u64 size, unsigned int block_size);
 size_t pmc_block_state_size(void);

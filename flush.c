@@ -32,8 +32,8 @@
  * itself, so it cannot serve an explicit choice.
  * The fence is pmem_wmb() (sfence on x86) for every strategy.
  *
- * The persistence rules of the engine (dm-pmemcache.c), which make any
- * crash leave a consistent cache:
+ * The persistence rules of the engine (index.c, io.c, commit.c,
+ * writeback.c, format.c), which make any crash leave a consistent cache:
  *
  * 1. A write to a block that is not in the open epoch goes to a free
  *    block.  Its entry (origin block, the open sequence number S, crc) is

@@ -1,0 +1,156 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * dm-pmemcache: commits.  Writes belong to the open sequence number; a
+ * commit waits for that epoch's writers, fences, writes the commit
+ * record, and frees the blocks the epoch superseded (rules 2 to 4 in
+ * flush.c).
+ */
+
+#include <linux/bio.h>
+#include <linux/blkdev.h>
+#include <linux/crc32c.h>
+#include <linux/highmem.h>
+#include <linux/kernel.h>
+#include <linux/ktime.h>
+#include <linux/log2.h>
+#include <linux/mm.h>
+#include <linux/percpu.h>
+#include <linux/random.h>
+#include <linux/rbtree.h>
+#include <linux/slab.h>
+#include <linux/string.h>
+#include <linux/vmalloc.h>
+#include <linux/wait.h>
+#include <linux/wait_bit.h>
+#include <linux/workqueue.h>
+
+#include "engine.h"
+
+void pmc_write_commit(struct pmemcache *pc, u64 seq)
+{
+	struct pmc_commit c = {
+		.seq = cpu_to_le64(seq),
+		.crc = cpu_to_le32(pmc_commit_crc(pc, seq)),
+	};
+
+	pmc_copy_record(pc->flush.meta,
+			(void *)pc->sb + PMC_COMMIT_OFFSET(seq & 1), &c,
+			sizeof(c));
+	pmc_fence();
+}
+
+/*
+ * Writers copy at most PMC_WRITE_RUN blocks between taking them and
+ * leaving the epoch: a commit spins this many times for them before it
+ * sleeps.
+ */
+#define PMC_COMMIT_SPINS	1000
+
+/*
+ * The commit, under pc->commit_lock: close the open epoch, wait for its
+ * writers to finish copying, fence (data and entries durable), write the
+ * commit record and fence again.  Then free the blocks that the committed
+ * writes superseded.
+ */
+static void __pmc_commit(struct pmemcache *pc)
+{
+	struct pmc_block *b, *tmp;
+	LIST_HEAD(done);
+	unsigned int spins = 0, visited = 0;
+	u64 seq = 0, target;
+	bool freed;
+
+	spin_lock(&pc->lock);
+	if (pc->epoch_writes) {
+		seq = pc->seq_open++;
+		pc->epoch_writes = 0;
+	}
+	spin_unlock(&pc->lock);
+
+	if (seq) {
+		atomic_t *writers = &pc->inflight[seq & 1];
+
+		while (atomic_read(writers) && spins++ < PMC_COMMIT_SPINS &&
+		       !need_resched())
+			cpu_relax();
+		wait_event(pc->inflight_wait, !atomic_read(writers));
+		pmc_fence();
+		pmc_write_commit(pc, seq);
+	}
+
+	/*
+	 * The blocks that the commit superseded are freed on media before
+	 * the commit counts in memory: until then nothing (writeback, a
+	 * discard) may free the newer versions, whose older ones would
+	 * come back after a crash.  Only commits take blocks off
+	 * pc->superseded (writers add at its tail), so under commit_lock
+	 * the walk can let go of pc->lock between batches.
+	 */
+	target = seq ?: pc->committed;
+	spin_lock(&pc->lock);
+	b = list_first_entry(&pc->superseded, struct pmc_block, list);
+	while (&b->list != &pc->superseded) {
+		pmc_lock_break(pc, &visited);
+		tmp = list_next_entry(b, list);
+		if (b->seq <= target)
+			list_move_tail(&b->list, &done);
+		b = tmp;
+	}
+	spin_unlock(&pc->lock);
+
+	freed = !list_empty(&done);
+	list_for_each_entry(b, &done, list)
+		pmc_clear_entry(pc, pmc_idx(pc, b));
+	if (freed)
+		pmc_fence();
+
+	spin_lock(&pc->lock);
+	if (seq)
+		pc->committed = seq;
+	visited = 0;
+	list_for_each_entry_safe(b, tmp, &done, list) {
+		pmc_lock_break(pc, &visited);
+		list_del(&b->list);
+		pmc_release(pc, b);
+	}
+	spin_unlock(&pc->lock);
+	if (freed)
+		wake_up_all(&pc->free_wait);
+
+	if (seq && pmc_used_percent(pc) >= pc->opts.val[PMC_OPT_HIGH_WATERMARK])
+		pmc_kick_writeback(pc);
+}
+
+/*
+ * Make every write completed before the call durable (a flush, a FUA
+ * write, writeback, suspend).
+ */
+void pmc_commit(struct pmemcache *pc)
+{
+	mutex_lock(&pc->commit_lock);
+	__pmc_commit(pc);
+	mutex_unlock(&pc->commit_lock);
+}
+
+/*
+ * autocommit_blocks reached: commit, unless a commit is running already;
+ * then the next writer tries again.
+ */
+void pmc_autocommit(struct pmemcache *pc)
+{
+	if (!mutex_trylock(&pc->commit_lock))
+		return;
+	__pmc_commit(pc);
+	mutex_unlock(&pc->commit_lock);
+}
+
+void pmc_commit_work(struct work_struct *w)
+{
+	pmc_commit(container_of(w, struct pmemcache, commit_work));
+}
+
+void pmc_autocommit_work(struct work_struct *w)
+{
+	pmc_commit(container_of(to_delayed_work(w), struct pmemcache,
+				autocommit_work));
+}

@@ -1,0 +1,398 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * dm-pmemcache: the on-media format at work: the layout, format, the
+ * superblock checks at activation, and recovery (the index rebuilt from
+ * the entries and the commit record).  The records themselves are
+ * defined in dm-pmemcache.h.
+ */
+
+#include <linux/bio.h>
+#include <linux/blkdev.h>
+#include <linux/crc32c.h>
+#include <linux/highmem.h>
+#include <linux/kernel.h>
+#include <linux/ktime.h>
+#include <linux/log2.h>
+#include <linux/mm.h>
+#include <linux/percpu.h>
+#include <linux/random.h>
+#include <linux/rbtree.h>
+#include <linux/slab.h>
+#include <linux/string.h>
+#include <linux/vmalloc.h>
+#include <linux/wait.h>
+#include <linux/wait_bit.h>
+#include <linux/workqueue.h>
+
+#include "engine.h"
+
+static u32 pmc_sb_crc(const struct pmc_sb *sb)
+{
+	return crc32c(~0U, (const u8 *)sb, offsetof(struct pmc_sb, crc));
+}
+
+/**
+ * pmc_data_offset() - where data block 0 starts in a cache of @nr_blocks
+ * @nr_blocks: data blocks
+ *
+ * Return: bytes from the start of the cache: the superblock, then the
+ * entries rounded up to a page.
+ */
+u64 pmc_data_offset(u64 nr_blocks)
+{
+	return PMC_SB_SIZE + round_up(nr_blocks * sizeof(struct pmc_entry),
+				      PAGE_SIZE);
+}
+
+/**
+ * pmc_fit_blocks() - how many blocks a cache of @size bytes holds
+ * @size: bytes of the cache device after start_sector
+ * @block_size: bytes per data block
+ *
+ * Return: the most blocks whose data, entries and superblock fit in
+ * @size (pmc_data_offset(n) + n * @block_size <= @size), 0 if none.
+ */
+u64 pmc_fit_blocks(u64 size, unsigned int block_size)
+{
+	u64 n;
+
+	if (size < PMC_SB_SIZE)
+		return 0;
+	n = div64_u64(size - PMC_SB_SIZE, block_size + sizeof(struct pmc_entry));
+	while (n && pmc_data_offset(n) + n * block_size > size)
+		n--;
+	return n;
+}
+
+/**
+ * pmc_block_state_size() - RAM per cache block for its in-memory state
+ *
+ * Return: bytes; the index of a cache of n blocks is one array of n.
+ */
+size_t pmc_block_state_size(void)
+{
+	return sizeof(struct pmc_block);
+}
+
+static void pmc_layout(struct pmemcache *pc, u64 nr_blocks)
+{
+	pc->nr_blocks = nr_blocks;
+	pc->sb = pc->pmem.addr;
+	pc->entries = pc->pmem.addr + PMC_SB_SIZE;
+	pc->data = pc->pmem.addr + pmc_data_offset(nr_blocks);
+}
+
+/*
+ * Format (rule 6 in flush.c): first the magic with version 0, "format
+ * under way", alone and fenced; then zero the entries and the commit
+ * slots and write commit 0; then the rest of the superblock, fenced; then
+ * magic and version in one 8-byte store, fenced.  Until that store is
+ * durable the version is 0 (or the sector still zero) and the next
+ * activation formats again (pmc_sb_unformatted()).
+ */
+static void pmc_format(struct pmemcache *pc, u64 nr_blocks)
+{
+	void *zero = page_address(ZERO_PAGE(0));
+	struct pmc_sb sb = { };
+	size_t done, len;
+	__le64 head;
+	u64 bytes;
+
+	pmc_layout(pc, nr_blocks);
+	pmc_write_u64(pc->flush.meta, (__le64 *)pc->sb,
+		      cpu_to_le64(PMC_MAGIC));
+	pmc_fence();
+	bytes = (void *)pc->data - (void *)pc->entries;
+	for (done = 0; done < bytes; done += len) {
+		len = min_t(size_t, bytes - done, PAGE_SIZE);
+		pmc_copy_to_pmem(pc->flush.meta, (void *)pc->entries + done,
+				 zero, len);
+		cond_resched();
+	}
+	pmc_copy_to_pmem(pc->flush.meta, (void *)pc->sb + PMC_COMMIT_OFFSET(1),
+			 zero, sizeof(struct pmc_commit));
+
+	sb.magic = cpu_to_le32(PMC_MAGIC);
+	sb.version = cpu_to_le32(PMC_VERSION);
+	sb.block_size = cpu_to_le32(pc->block_size);
+	sb.nr_blocks = cpu_to_le64(nr_blocks);
+	sb.entries_offset = cpu_to_le64((void *)pc->entries - pc->pmem.addr);
+	sb.data_offset = cpu_to_le64(pc->data - pc->pmem.addr);
+	get_random_bytes(sb.uuid, sizeof(sb.uuid));
+	sb.crc = cpu_to_le32(pmc_sb_crc(&sb));
+	pc->crc_seed = crc32c(~0U, sb.uuid, sizeof(sb.uuid));
+	pmc_write_commit(pc, 0);	/* fences: everything above durable */
+	pmc_test_point(PMC_TP_FORMAT_MID);
+	head = cpu_to_le64((u64)PMC_VERSION << 32 | PMC_MAGIC);
+	sb.version = 0;
+	pmc_copy_to_pmem(pc->flush.meta, pc->sb, &sb, sizeof(sb));
+	pmc_fence();
+	pmc_write_u64(pc->flush.meta, (__le64 *)pc->sb, head);
+	pmc_fence();
+	DMINFO("%pg: formatted a cache of %llu blocks of %u bytes",
+	       pc->pmem.dev->bdev, nr_blocks, pc->block_size);
+}
+
+/*
+ * A first sector that no activation has finished formatting: all zero,
+ * or our magic with version 0 (written first, alone; the version is
+ * written last) and nothing past the superblock record, whatever a cut
+ * left of the record's other bytes.  Anything else is someone's data.
+ */
+static bool pmc_sb_unformatted(const u8 *first)
+{
+	const struct pmc_sb *sb = (const void *)first;
+
+	if (!memchr_inv(first, 0, SECTOR_SIZE))
+		return true;
+	return le32_to_cpu(sb->magic) == PMC_MAGIC && !sb->version &&
+	       !memchr_inv(first + sizeof(*sb), 0, SECTOR_SIZE - sizeof(*sb));
+}
+
+/*
+ * At construction: format a cache not yet formatted, accept one
+ * of ours that matches the table, refuse anything else.  Only the
+ * superblock is read here; the entries are read at resume (pmc_load).
+ */
+int pmc_open_cache(struct pmemcache *pc)
+{
+	struct dm_target *ti = pc->ti;
+	u64 fit = pmc_fit_blocks(pc->pmem.size, pc->block_size);
+	struct pmc_sb sb;
+	u8 first[SECTOR_SIZE];
+
+	if (fit < PMC_MIN_BLOCKS) {
+		ti->error = "Cache device too small: it must hold 8 blocks and the metadata";
+		return -EINVAL;
+	}
+	pmc_layout(pc, fit);
+	if (pmc_pmem_range_bad(&pc->pmem, 0, pc->data - pc->pmem.addr)) {
+		DMERR("%pg: media error in the first %zu bytes (metadata)",
+		      pc->pmem.dev->bdev, (size_t)(pc->data - pc->pmem.addr));
+		ti->error = "Media error in the cache metadata: clear it or raise start_sector";
+		return -EIO;
+	}
+	if (pc->pmem.nr_bad_pages) {
+		u64 i, good = 0;
+
+		for (i = 0; i < fit; i++)
+			good += !pmc_pmem_range_bad(&pc->pmem,
+						    (pc->data - pc->pmem.addr) +
+						    (i << pc->block_shift),
+						    pc->block_size);
+		if (good < PMC_MIN_BLOCKS) {
+			ti->error = "Cache device media errors leave fewer than 8 usable blocks";
+			return -EIO;
+		}
+	}
+	if (copy_mc_to_kernel(first, pc->pmem.addr, sizeof(first)) ||
+	    copy_mc_to_kernel(&sb, pc->pmem.addr, sizeof(sb))) {
+		ti->error = "Media error reading the cache superblock";
+		return -EIO;
+	}
+	if (pmc_sb_unformatted(first)) {
+		pmc_format(pc, fit);
+		return 0;
+	}
+	if (le32_to_cpu(sb.magic) != PMC_MAGIC) {
+		DMERR("%pg: no pmemcache superblock; to use the device, zero its first sector",
+		      pc->pmem.dev->bdev);
+		ti->error = "Cache device holds something else (no pmemcache superblock)";
+		return -EINVAL;
+	}
+	if (le32_to_cpu(sb.crc) != pmc_sb_crc(&sb)) {
+		DMERR("%pg: to start over, losing the cached data, zero the first sector",
+		      pc->pmem.dev->bdev);
+		ti->error = "Cache superblock checksum is wrong";
+		return -EINVAL;
+	}
+	if (le32_to_cpu(sb.version) != PMC_VERSION || sb.features) {
+		DMERR("%pg: cache format version %u features %#x, this module knows version %u",
+		      pc->pmem.dev->bdev, le32_to_cpu(sb.version),
+		      le32_to_cpu(sb.features), PMC_VERSION);
+		ti->error = "Cache format version or features unknown; use a newer module";
+		return -EINVAL;
+	}
+	if (le32_to_cpu(sb.block_size) != pc->block_size) {
+		DMERR("%pg: the cache was formatted with block size %u",
+		      pc->pmem.dev->bdev, le32_to_cpu(sb.block_size));
+		ti->error = "Block size does not match the cache's superblock";
+		return -EINVAL;
+	}
+	if (le64_to_cpu(sb.nr_blocks) != fit) {
+		DMERR("%pg: the cache was formatted for %llu blocks, the device now holds %llu",
+		      pc->pmem.dev->bdev, le64_to_cpu(sb.nr_blocks), fit);
+		ti->error =
+			"Cache size (or start_sector) differs from the one it was formatted with";
+		return -EINVAL;
+	}
+	pmc_layout(pc, fit);
+	if (le64_to_cpu(sb.entries_offset) != (void *)pc->entries - pc->pmem.addr ||
+	    le64_to_cpu(sb.data_offset) != pc->data - pc->pmem.addr) {
+		ti->error = "Cache superblock offsets are inconsistent";
+		return -EINVAL;
+	}
+	pc->crc_seed = crc32c(~0U, sb.uuid, sizeof(sb.uuid));
+	return 0;
+}
+
+/* The highest valid commit record, or -1 if neither is valid. */
+static s64 pmc_read_commit(struct pmemcache *pc)
+{
+	s64 best = -1;
+	int slot;
+
+	for (slot = 0; slot < 2; slot++) {
+		struct pmc_commit c;
+		u64 seq;
+
+		if (copy_mc_to_kernel(&c, (void *)pc->sb + PMC_COMMIT_OFFSET(slot),
+				      sizeof(c)))
+			continue;
+		seq = le64_to_cpu(c.seq);
+		if ((seq & 1) == slot && seq <= S64_MAX &&
+		    le32_to_cpu(c.crc) == pmc_commit_crc(pc, seq) &&
+		    (s64)seq > best)
+			best = seq;
+	}
+	return best;
+}
+
+/*
+ * A block whose data lies on a page with a known media error is never
+ * used.  If it held committed data, that data cannot be read: say so and
+ * forget the entry (reads then see the origin's older data).
+ */
+static void pmc_drop_bad_block(struct pmemcache *pc, struct pmc_block *b,
+			       u64 i)
+{
+	struct pmc_entry e;
+	u64 seq, origin;
+
+	b->state = PMC_DYING;
+	pc->nr_bad++;
+	if (copy_mc_to_kernel(&e, &pc->entries[i], sizeof(e)) || !e.seq)
+		return;
+	seq = le64_to_cpu(e.seq);
+	origin = le64_to_cpu(e.origin);
+	if (seq <= pc->committed &&
+	    le32_to_cpu(e.crc) == pmc_entry_crc(pc, origin, seq, i)) {
+		DMERR_LIMIT("%pg: block %llu (origin %llu) on a media error: data lost",
+			    pc->pmem.dev->bdev, i, origin);
+		atomic64_inc(&pc->media_errors);
+	}
+	pmc_clear_entry(pc, i);
+}
+
+/*
+ * Build the index from the entries: the valid entry with the highest seq
+ * of each origin block wins; the others, and uncommitted leftovers of a
+ * crash, are zeroed so that a later commit cannot revive them.
+ */
+int pmc_load(struct pmemcache *pc)
+{
+	s64 committed = pmc_read_commit(pc);
+	u64 i, nr_dirty = 0, dropped = 0, beyond = 0, max_origin = 0;
+	ktime_t t0 = ktime_get();
+
+	if (committed < 0) {
+		DMERR("%pg: no valid commit record; the cache is damaged",
+		      pc->pmem.dev->bdev);
+		return -EIO;
+	}
+	pc->committed = committed;
+	pc->seq_open = committed + 1;
+	/* From scratch: an earlier attempt may have been refused. */
+	pc->index = RB_ROOT;
+	INIT_LIST_HEAD(&pc->free);
+	INIT_LIST_HEAD(&pc->superseded);
+	pc->nr_free = 0;
+	pc->nr_bad = 0;
+	pc->meta_errors = 0;
+
+	for (i = 0; i < pc->nr_blocks; i++) {
+		struct pmc_block *b = &pc->blocks[i], *old;
+		struct pmc_entry e;
+		u64 seq, origin;
+
+		if (!(i & 4095))
+			cond_resched();
+		memset(b, 0, sizeof(*b));
+		RB_CLEAR_NODE(&b->node);
+		b->state = PMC_FREE;
+		if (pmc_pmem_range_bad(&pc->pmem,
+				       pmc_data(pc, b) - pc->pmem.addr,
+				       pc->block_size)) {
+			pmc_drop_bad_block(pc, b, i);
+			continue;
+		}
+		if (copy_mc_to_kernel(&e, &pc->entries[i], sizeof(e))) {
+			/* Unreadable: never used again. */
+			pc->meta_errors++;
+			pc->nr_bad++;
+			b->state = PMC_DYING;
+			continue;
+		}
+		seq = le64_to_cpu(e.seq);
+		origin = le64_to_cpu(e.origin);
+		if (!seq)
+			goto free;
+		if (seq > committed) {
+			dropped++;
+			goto clear;
+		}
+		if (le32_to_cpu(e.crc) == pmc_entry_crc(pc, origin, seq, i) &&
+		    origin >= pc->origin_blocks) {
+			/* A longer table wrote it: leave it as it is. */
+			beyond++;
+			max_origin = max(max_origin, origin);
+			b->state = PMC_DYING;
+			continue;
+		}
+		if (le32_to_cpu(e.crc) != pmc_entry_crc(pc, origin, seq, i)) {
+			pc->meta_errors++;
+			DMERR_LIMIT("%pg: corrupt entry %llu (origin %llu, seq %llu): data lost",
+				    pc->pmem.dev->bdev, i, origin, seq);
+			goto clear;
+		}
+		b->origin = origin;
+		b->seq = seq;
+		old = pmc_lookup(pc, origin);
+		if (old && old->seq >= seq)
+			goto clear;
+		if (old) {
+			pmc_index_erase(pc, old);
+			pmc_clear_entry(pc, pmc_idx(pc, old));
+			old->state = PMC_FREE;
+			list_add(&old->list, &pc->free);
+			pc->nr_free++;
+			nr_dirty--;
+		}
+		b->state = PMC_DIRTY;
+		b->age = (u32)jiffies;
+		pmc_index_insert(pc, b);
+		nr_dirty++;
+		continue;
+clear:
+		pmc_clear_entry(pc, i);
+free:
+		list_add_tail(&b->list, &pc->free);
+		pc->nr_free++;
+	}
+	pmc_fence();
+	if (beyond) {
+		DMERR("%pg: %llu cached blocks lie past the target's end (block %llu; it has %llu)",
+		      pc->pmem.dev->bdev, beyond, max_origin, pc->origin_blocks);
+		DMERR("%pg: load a table of at least %llu sectors, or flush under the old one",
+		      pc->pmem.dev->bdev,
+		      (max_origin + 1) << (pc->block_shift - SECTOR_SHIFT));
+		return -EINVAL;
+	}
+	DMINFO("%pg: recovered %llu dirty of %llu blocks in %lld us",
+	       pc->pmem.dev->bdev, nr_dirty, pc->nr_blocks,
+	       ktime_us_delta(ktime_get(), t0));
+	DMINFO("%pg: commit %lld, %llu uncommitted blocks dropped, %llu corrupt, %llu unusable",
+	       pc->pmem.dev->bdev, committed, dropped, pc->meta_errors,
+	       pc->nr_bad);
+	return 0;
+}

@@ -1,0 +1,463 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * dm-pmemcache: the I/O paths: reads served from the cache or the
+ * origin, writes copied into the cache (or around it), discards.
+ */
+
+#include <linux/bio.h>
+#include <linux/blkdev.h>
+#include <linux/crc32c.h>
+#include <linux/highmem.h>
+#include <linux/kernel.h>
+#include <linux/ktime.h>
+#include <linux/log2.h>
+#include <linux/mm.h>
+#include <linux/percpu.h>
+#include <linux/random.h>
+#include <linux/rbtree.h>
+#include <linux/slab.h>
+#include <linux/string.h>
+#include <linux/vmalloc.h>
+#include <linux/wait.h>
+#include <linux/wait_bit.h>
+#include <linux/workqueue.h>
+
+#include "engine.h"
+
+/* Copy @len bytes from @bio at @iter into pmem at @dst; advances @iter. */
+static void pmc_copy_from_bio(enum pmc_flush_mode mode, struct bio *bio,
+			      struct bvec_iter *iter, void *dst,
+			      unsigned int len)
+{
+	while (len) {
+		struct bio_vec bv = bio_iter_iovec(bio, *iter);
+		unsigned int n = min(len, bv.bv_len);
+		void *src = bvec_kmap_local(&bv);
+
+		pmc_copy_to_pmem(mode, dst, src, n);
+		kunmap_local(src);
+		bio_advance_iter_single(bio, iter, n);
+		dst += n;
+		len -= n;
+	}
+}
+
+/*
+ * Copy @len bytes from pmem at @src into @bio at @iter, machine-check
+ * safe.  Returns false on a media error.
+ */
+static bool pmc_copy_to_bio(struct bio *bio, struct bvec_iter *iter,
+			    void *src, unsigned int len)
+{
+	bool ok = true;
+
+	while (len) {
+		struct bio_vec bv = bio_iter_iovec(bio, *iter);
+		unsigned int n = min(len, bv.bv_len);
+		void *dst = bvec_kmap_local(&bv);
+
+		if (copy_mc_to_kernel(dst, src, n))
+			ok = false;
+		kunmap_local(dst);
+		bio_advance_iter_single(bio, iter, n);
+		src += n;
+		len -= n;
+	}
+	return ok;
+}
+
+void pmc_remap(struct pmemcache *pc, struct bio *bio)
+{
+	bio_set_dev(bio, pc->origin->bdev);
+}
+
+/*
+ * May writes go around the cache to the origin (cleaner, metadata_only,
+ * or some did because the cache was full while writeback failed)?  Then
+ * every flush goes on to the origin as well: tracking which writes went
+ * around, and which flush covered them, is not worth its races.
+ */
+bool pmc_writes_around(struct pmemcache *pc)
+{
+	return READ_ONCE(pc->cleaner) || READ_ONCE(pc->went_around) ||
+		pmc_given(&pc->opts, PMC_OPT_METADATA_ONLY);
+}
+
+/*
+ * A block just taken from the free list holds another origin block's data
+ * until its writer has copied the new data in.  The writer marks it
+ * (filling = 1, under pc->lock) and clears the mark when done; a reader
+ * that finds the mark set turns it to 2 and sleeps until it is cleared.
+ * The writer fences its copies first (non-temporal stores are not
+ * ordered by plain barriers), then clears the mark with xchg(), a full
+ * barrier; readers load the mark with acquire semantics.
+ */
+static void pmc_fill_done(struct pmc_block *b)
+{
+	if (xchg(&b->filling, 0) == 2)
+		wake_up_var(&b->filling);
+}
+
+/* Called with a user count on @b, without pc->lock. */
+static void pmc_wait_filled(struct pmc_block *b)
+{
+	/* Acquire: the data copied in before the mark was cleared. */
+	if (likely(!smp_load_acquire(&b->filling)) || !cmpxchg(&b->filling, 1, 2))
+		return;
+	/* Acquire, as above. */
+	wait_var_event(&b->filling, !smp_load_acquire(&b->filling));
+}
+
+/*
+ * Reads: the first run of blocks that are all cached, or all not, is
+ * served (from pmem, or by remapping to the origin); dm sends the rest
+ * of the bio again.
+ */
+#define PMC_READ_RUN	32
+
+int pmc_map_read(struct pmemcache *pc, struct bio *bio)
+{
+	u64 first = bio->bi_iter.bi_sector >> (pc->block_shift - SECTOR_SHIFT);
+	unsigned int nr = bio_sectors(bio) >> (pc->block_shift - SECTOR_SHIFT);
+	struct pmc_block *run[PMC_READ_RUN];
+	struct bvec_iter iter;
+	unsigned int i, n;
+	bool cached, ok = true;
+
+	spin_lock(&pc->lock);
+	run[0] = pmc_lookup_ge(pc, first);
+	cached = run[0] && run[0]->origin == first;
+	if (cached) {
+		/* The next origin blocks are the next nodes, if cached. */
+		run[0]->users++;
+		for (n = 1; n < min_t(unsigned int, nr, PMC_READ_RUN); n++) {
+			struct rb_node *next = rb_next(&run[n - 1]->node);
+
+			if (!next)
+				break;
+			run[n] = rb_entry(next, struct pmc_block, node);
+			if (run[n]->origin != first + n)
+				break;
+			run[n]->users++;
+		}
+	} else {
+		/* Up to the first cached block. */
+		n = run[0] ? min_t(u64, nr, run[0]->origin - first) : nr;
+	}
+	spin_unlock(&pc->lock);
+
+	this_cpu_add(pc->stats->reads, n);
+	if (n < nr)
+		dm_accept_partial_bio(bio, n << (pc->block_shift - SECTOR_SHIFT));
+	if (!cached) {
+		pmc_remap(pc, bio);
+		return DM_MAPIO_REMAPPED;
+	}
+
+	this_cpu_add(pc->stats->read_hits, n);
+	iter = bio->bi_iter;
+	for (i = 0; i < n; i++) {
+		pmc_wait_filled(run[i]);
+		if (!pmc_copy_to_bio(bio, &iter, pmc_data(pc, run[i]),
+				     pc->block_size))
+			ok = false;
+	}
+	spin_lock(&pc->lock);
+	for (i = 0; i < n; i++)
+		pmc_put_user(pc, run[i]);
+	spin_unlock(&pc->lock);
+	if (!ok) {
+		atomic64_inc(&pc->media_errors);
+		DMERR_LIMIT("%pg: media error reading the cache for origin block %llu",
+			    pc->pmem.dev->bdev, first);
+		bio->bi_status = BLK_STS_IOERR;
+	}
+	bio_endio(bio);
+	return DM_MAPIO_SUBMITTED;
+}
+
+/* Blocks of a write taken under one hold of pc->lock. */
+#define PMC_WRITE_RUN	16
+
+/*
+ * Take the blocks for up to @n blocks of a write from @origin on into
+ * @run, counted as in-flight writers of the epoch *@seq they all belong
+ * to.  A block being written needs no user count: it holds uncommitted
+ * data, so it is freed only by a commit, and a commit waits for the
+ * writers of its epoch (pmc_map_discard() leaves such blocks alone).
+ * A block of the open epoch is written in place; any other is replaced
+ * by a new block, so that the committed version survives until the new
+ * one is committed.  Stops early before a block
+ * that is to go around the cache (not cached and !@promote: cleaner mode,
+ * or metadata_only and not REQ_META), and when no block is free and some
+ * were taken.  Returns how many blocks were taken (0: the first block
+ * goes around, or with *@err set, fails).  Bit j of *@fresh is set when
+ * run[j] came from the free list: the caller clears its filling mark once
+ * the data is in.
+ */
+static unsigned int pmc_write_blocks(struct pmemcache *pc, u64 origin,
+				     unsigned int n, bool promote,
+				     struct pmc_block **run, u64 *seq,
+				     u32 *fresh, int *err)
+{
+	struct pmc_block *hint = NULL;
+	struct pmc_slot slot;
+	unsigned int k = 0;
+	bool committed = false;
+
+	BUILD_BUG_ON(PMC_WRITE_RUN > 32);
+	*fresh = 0;
+
+	spin_lock(&pc->lock);
+	while (k < n) {
+		struct pmc_block *b, *nb;
+
+		b = pmc_find(pc, origin + k, hint, &slot);
+		if (b && b->state == PMC_DIRTY && b->seq == pc->seq_open) {
+			this_cpu_inc(pc->stats->write_hits_uncommitted);
+			nb = b;
+			goto got;
+		}
+		if (!b && !promote)
+			break;
+		if (list_empty(&pc->free)) {
+			bool epoch = pc->epoch_writes;
+
+			if (k)
+				break;
+			/*
+			 * Full while writeback fails: no block may come free.
+			 * One not cached goes around the cache (the origin
+			 * takes it or fails it); a cached one cannot.
+			 */
+			if (READ_ONCE(pc->wb_failing)) {
+				/* A commit may free superseded blocks: first that. */
+				if (!committed && (epoch || !list_empty(&pc->superseded))) {
+					committed = true;
+					spin_unlock(&pc->lock);
+					pmc_commit(pc);
+					spin_lock(&pc->lock);
+					hint = NULL;
+					continue;
+				}
+				if (b)
+					*err = -EIO;
+				break;
+			}
+			this_cpu_inc(pc->stats->writes_blocked);
+			spin_unlock(&pc->lock);
+			if (epoch)
+				queue_work(pc->wq, &pc->commit_work);
+			pmc_kick_writeback(pc);
+			wait_event(pc->free_wait, READ_ONCE(pc->nr_free) ||
+				   READ_ONCE(pc->wb_failing));
+			spin_lock(&pc->lock);
+			hint = NULL;	/* the index may have changed */
+			continue;
+		}
+		nb = list_first_entry(&pc->free, struct pmc_block, list);
+		list_del(&nb->list);
+		pc->nr_free--;
+		nb->origin = origin + k;
+		nb->seq = pc->seq_open;
+		nb->state = PMC_DIRTY;
+		nb->filling = 1;
+		*fresh |= BIT(k);
+		nb->age = (u32)jiffies;
+		if (b) {
+			if (b->seq <= pc->committed)
+				this_cpu_inc(pc->stats->write_hits_committed);
+			/* Same place in the index: no rebalancing. */
+			rb_replace_node(&b->node, &nb->node, &pc->index);
+			RB_CLEAR_NODE(&b->node);
+			pmc_retire(pc, b, nb->seq);
+		} else {
+			rb_link_node(&nb->node, slot.parent, slot.link);
+			rb_insert_color(&nb->node, &pc->index);
+		}
+		pmc_write_entry(pc, nb);
+		pc->epoch_writes++;
+		this_cpu_inc(pc->stats->writes_allocated);
+got:
+		run[k++] = nb;
+		hint = nb;
+	}
+	*seq = pc->seq_open;
+	if (k)
+		atomic_add(k, &pc->inflight[*seq & 1]);
+	spin_unlock(&pc->lock);
+	return k;
+}
+
+static void pmc_write_done(struct pmemcache *pc, unsigned int k, u64 seq)
+{
+	/* The commit of seq fences its own stores, not ours. */
+	pmc_publish_stores(&pc->flush);
+	if (atomic_sub_and_test(k, &pc->inflight[seq & 1]) &&
+	    wq_has_sleeper(&pc->inflight_wait))
+		wake_up_all(&pc->inflight_wait);
+}
+
+int pmc_map_write(struct pmemcache *pc, struct bio *bio, bool promote)
+{
+	u64 first = bio->bi_iter.bi_sector >> (pc->block_shift - SECTOR_SHIFT);
+	unsigned int nr = bio_sectors(bio) >> (pc->block_shift - SECTOR_SHIFT);
+	struct bvec_iter iter = bio->bi_iter;
+	unsigned int i;
+	int err = 0;
+	u64 written;
+
+	for (i = 0; i < nr; ) {
+		struct pmc_block *run[PMC_WRITE_RUN];
+		unsigned int j, k;
+		u32 fresh;
+		u64 seq;
+
+		k = pmc_write_blocks(pc, first + i,
+				     min_t(unsigned int, nr - i, PMC_WRITE_RUN),
+				     promote, run, &seq, &fresh, &err);
+		if (!k)
+			break;
+		pmc_test_point(PMC_TP_WRITE_COPY);
+		for (j = 0; j < k; j++)
+			pmc_copy_from_bio(pc->flush.data, bio, &iter,
+					  pmc_data(pc, run[j]), pc->block_size);
+		if (fresh) {
+			/* Visible before a reader may copy it out. */
+			pmc_fence();
+			for (j = 0; j < k; j++)
+				if (fresh & BIT(j))
+					pmc_fill_done(run[j]);
+		}
+		pmc_write_done(pc, k, seq);
+		i += k;
+	}
+	this_cpu_add(pc->stats->writes, i);
+
+	if (!i && err) {
+		DMERR_LIMIT("%pg: cache full, writeback failing: write of cached block %llu failed",
+			    pc->pmem.dev->bdev, first);
+		bio->bi_status = errno_to_blk_status(err);
+		bio_endio(bio);
+		return DM_MAPIO_SUBMITTED;
+	}
+	if (!i) {
+		/*
+		 * Not cached and not to be promoted, or the cache is full
+		 * while writeback fails: around the cache.
+		 */
+		struct pmc_block *b;
+		unsigned int n;
+
+		if (promote && !READ_ONCE(pc->went_around))
+			WRITE_ONCE(pc->went_around, true);
+		spin_lock(&pc->lock);
+		b = pmc_lookup_ge(pc, first + 1);
+		n = b ? min_t(u64, nr, b->origin - first) : nr;
+		spin_unlock(&pc->lock);
+		this_cpu_add(pc->stats->writes, n);
+		this_cpu_add(pc->stats->writes_around, n);
+		if (n < nr)
+			dm_accept_partial_bio(bio, n << (pc->block_shift - SECTOR_SHIFT));
+		pmc_remap(pc, bio);
+		return DM_MAPIO_REMAPPED;
+	}
+	if (i < nr)
+		dm_accept_partial_bio(bio, i << (pc->block_shift - SECTOR_SHIFT));
+
+	if (bio->bi_opf & REQ_FUA) {
+		pmc_commit(pc);
+	} else {
+		written = READ_ONCE(pc->epoch_writes);
+		/*
+		 * Commit here rather than in a work item: on a busy CPU the
+		 * switch to the worker costs more than the commit.
+		 */
+		if (written >= pc->opts.val[PMC_OPT_AUTOCOMMIT_BLOCKS])
+			pmc_autocommit(pc);
+		else if (written && !delayed_work_pending(&pc->autocommit_work))
+			queue_delayed_work(pc->wq, &pc->autocommit_work,
+					   msecs_to_jiffies(pc->opts.val[PMC_OPT_AUTOCOMMIT_TIME]));
+	}
+	if (pmc_used_percent(pc) >= pc->opts.val[PMC_OPT_HIGH_WATERMARK] &&
+	    !delayed_work_pending(&pc->writeback_work))
+		pmc_kick_writeback(pc);
+	bio_endio(bio);
+	return DM_MAPIO_SUBMITTED;
+}
+
+/*
+ * Discards drop the cached blocks in range and go on to the origin, when
+ * it takes discards.  Uncommitted writes are committed first, since a
+ * block of the open epoch may have writers copying into it; one written
+ * meanwhile by a racing write is left cached, as if that write had come
+ * after the discard.  A block under writeback stays cached (freed when
+ * its writeback ends): out of the index, a later write of its origin
+ * block could go around the cache and reach the origin before the
+ * writeback's older data.  While any superseded block is under writeback
+ * no block is dropped: its newer version must outlive its entry.
+ */
+int pmc_map_discard(struct pmemcache *pc, struct bio *bio)
+{
+	unsigned int shift = pc->block_shift - SECTOR_SHIFT;
+	/* Only blocks the discard covers whole are dropped. */
+	u64 first = (bio->bi_iter.bi_sector + (1U << shift) - 1) >> shift;
+	u64 end = bio_end_sector(bio) >> shift;
+	struct pmc_block *b, *next;
+	u64 pos = first;
+	LIST_HEAD(dead);
+
+	if (end > first)
+		this_cpu_add(pc->stats->discards, end - first);
+	if (READ_ONCE(pc->epoch_writes) ||
+	    READ_ONCE(pc->committed) + 1 < READ_ONCE(pc->seq_open))
+		pmc_commit(pc);
+	/*
+	 * PMC_LOCK_BATCH blocks per hold of the lock: each is zeroed on
+	 * media, fenced and freed before the lock is let go, so that no
+	 * newer version of its origin block can be written, and freed in
+	 * turn, while its entry is still valid.
+	 */
+	while (pos < end) {
+		unsigned int visited = 0;
+		bool freed = false;
+
+		spin_lock(&pc->lock);
+		if (pc->nr_wb_superseded) {
+			/* Nothing may be dropped now (see above). */
+			spin_unlock(&pc->lock);
+			break;
+		}
+		for (b = pmc_lookup_ge(pc, pos);
+		     b && b->origin < end && visited < PMC_LOCK_BATCH; b = next) {
+			struct rb_node *n = rb_next(&b->node);
+
+			next = n ? rb_entry(n, struct pmc_block, node) : NULL;
+			visited++;
+			if (b->seq > pc->committed || b->state != PMC_DIRTY)
+				continue;
+			pmc_index_erase(pc, b);
+			list_add_tail(&b->list, &dead);
+			pmc_clear_entry(pc, pmc_idx(pc, b));
+		}
+		pos = b && b->origin < end ? b->origin : end;
+		if (!list_empty(&dead)) {
+			pmc_fence();
+			list_for_each_entry_safe(b, next, &dead, list) {
+				list_del(&b->list);
+				pmc_release(pc, b);
+			}
+			freed = true;
+		}
+		spin_unlock(&pc->lock);
+		if (freed)
+			wake_up_all(&pc->free_wait);
+		cond_resched();
+	}
+	if (!bdev_max_discard_sectors(pc->origin->bdev)) {
+		bio_endio(bio);
+		return DM_MAPIO_SUBMITTED;
+	}
+	pmc_remap(pc, bio);
+	return DM_MAPIO_REMAPPED;
+}
