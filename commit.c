@@ -26,6 +26,14 @@
 
 #include "engine.h"
 
+/**
+ * pmc_write_commit() - write and fence a commit record
+ * @pc: the cache
+ * @seq: the sequence number it makes durable
+ *
+ * Into the slot of @seq's parity, so that a torn record leaves the other
+ * slot, one commit older, in force (rule 2 in flush.c).
+ */
 void pmc_write_commit(struct pmemcache *pc, u64 seq)
 {
 	struct pmc_commit c = {
@@ -121,9 +129,12 @@ static void __pmc_commit(struct pmemcache *pc)
 		pmc_kick_writeback(pc);
 }
 
-/*
- * Make every write completed before the call durable (a flush, a FUA
- * write, writeback, suspend).
+/**
+ * pmc_commit() - make every write completed before the call durable
+ * @pc: the cache
+ *
+ * For a flush, a FUA write, writeback and suspend.  Sleeps: takes
+ * commit_lock.
  */
 void pmc_commit(struct pmemcache *pc)
 {
@@ -132,9 +143,11 @@ void pmc_commit(struct pmemcache *pc)
 	mutex_unlock(&pc->commit_lock);
 }
 
-/*
- * autocommit_blocks reached: commit, unless a commit is running already;
- * then the next writer tries again.
+/**
+ * pmc_autocommit() - commit when autocommit_blocks is reached
+ * @pc: the cache
+ *
+ * Unless a commit is running already; then the next writer tries again.
  */
 void pmc_autocommit(struct pmemcache *pc)
 {
@@ -144,11 +157,19 @@ void pmc_autocommit(struct pmemcache *pc)
 	mutex_unlock(&pc->commit_lock);
 }
 
+/**
+ * pmc_commit_work() - an asynchronous commit (a writer waits for a free block)
+ * @w: pc->commit_work
+ */
 void pmc_commit_work(struct work_struct *w)
 {
 	pmc_commit(container_of(w, struct pmemcache, commit_work));
 }
 
+/**
+ * pmc_autocommit_work() - the autocommit_time timer
+ * @w: pc->autocommit_work
+ */
 void pmc_autocommit_work(struct work_struct *w)
 {
 	pmc_commit(container_of(to_delayed_work(w), struct pmemcache,

@@ -24,6 +24,15 @@
 
 #include "engine.h"
 
+/**
+ * pmc_entry_crc() - the checksum of an entry
+ * @pc: the cache
+ * @origin: the origin block it caches
+ * @seq: its sequence number
+ * @idx: the data block it describes
+ *
+ * Return: crc32c of the three, little-endian, seeded from the uuid.
+ */
 u32 pmc_entry_crc(struct pmemcache *pc, u64 origin, u64 seq, u64 idx)
 {
 	__le64 v[3] = { cpu_to_le64(origin), cpu_to_le64(seq), cpu_to_le64(idx) };
@@ -31,6 +40,13 @@ u32 pmc_entry_crc(struct pmemcache *pc, u64 origin, u64 seq, u64 idx)
 	return crc32c(pc->crc_seed, (const u8 *)v, sizeof(v));
 }
 
+/**
+ * pmc_commit_crc() - the checksum of a commit record
+ * @pc: the cache
+ * @seq: the sequence number it makes durable
+ *
+ * Return: crc32c of @seq, little-endian, seeded from the uuid.
+ */
 u32 pmc_commit_crc(struct pmemcache *pc, u64 seq)
 {
 	__le64 v = cpu_to_le64(seq);
@@ -38,7 +54,13 @@ u32 pmc_commit_crc(struct pmemcache *pc, u64 seq)
 	return crc32c(pc->crc_seed, (const u8 *)&v, sizeof(v));
 }
 
-/* Write the entry of @b; durable after the next fence.  Under pc->lock. */
+/**
+ * pmc_write_entry() - write the entry of a block in pmem
+ * @pc: the cache
+ * @b: the block, its @origin and @seq set
+ *
+ * Durable after the next fence (rule 1 in flush.c).  Under pc->lock.
+ */
 void pmc_write_entry(struct pmemcache *pc, struct pmc_block *b)
 {
 	u64 i = pmc_idx(pc, b);
@@ -48,19 +70,33 @@ void pmc_write_entry(struct pmemcache *pc, struct pmc_block *b)
 		.crc = cpu_to_le32(pmc_entry_crc(pc, b->origin, b->seq, i)),
 	};
 
+	lockdep_assert_held(&pc->lock);
 	pmc_copy_record(pc->flush.meta, &pc->entries[i], &e, sizeof(e));
 }
 
-/*
- * Free entry @i on media (after the next fence): one aligned 8-byte
- * store, which cannot tear, then a write-back of its cache line.
+/**
+ * pmc_clear_entry() - free an entry in pmem
+ * @pc: the cache
+ * @i: the entry
+ *
+ * One aligned 8-byte store of its seq, which cannot tear, then a write-back
+ * of its cache line; durable after the next fence (rules 3 and 4).
  */
 void pmc_clear_entry(struct pmemcache *pc, u64 i)
 {
 	pmc_zero_u64(pc->flush.meta, &pc->entries[i].seq);
 }
 
-/* The first indexed block caching @origin or a later origin block. */
+/**
+ * pmc_lookup_ge() - the first indexed block at or after an origin block
+ * @pc: the cache
+ * @origin: the origin block
+ *
+ * Under pc->lock.
+ *
+ * Return: the indexed block caching @origin or the next cached origin
+ * block, or NULL.
+ */
 struct pmc_block *pmc_lookup_ge(struct pmemcache *pc, u64 origin)
 {
 	struct rb_node *n = pc->index.rb_node;
@@ -81,11 +117,19 @@ struct pmc_block *pmc_lookup_ge(struct pmemcache *pc, u64 origin)
 	return best;
 }
 
-/*
- * The indexed block of @origin, or NULL and in @slot where it would go.
- * @hint, when not NULL, is the indexed block of @origin - 1 (the block
- * before in the same bio): its successor is then the only candidate, and
- * no descent from the root is needed.  Under pc->lock.
+/**
+ * pmc_find() - look an origin block up, or find where it would go
+ * @pc: the cache
+ * @origin: the origin block
+ * @hint: NULL, or the indexed block of @origin - 1 (the block before in
+ *        the same bio): its successor is then the only candidate, and no
+ *        descent from the root is needed
+ * @slot: filled in where a block of @origin would be linked, when none
+ *        is
+ *
+ * Under pc->lock (or before the cache is live: recovery).
+ *
+ * Return: the indexed block of @origin, or NULL.
  */
 struct pmc_block *pmc_find(struct pmemcache *pc, u64 origin,
 			   struct pmc_block *hint, struct pmc_slot *slot)
@@ -127,6 +171,15 @@ struct pmc_block *pmc_find(struct pmemcache *pc, u64 origin,
 	return NULL;
 }
 
+/**
+ * pmc_lookup() - the indexed block of an origin block
+ * @pc: the cache
+ * @origin: the origin block
+ *
+ * Under pc->lock (or before the cache is live: recovery).
+ *
+ * Return: the block, or NULL.
+ */
 struct pmc_block *pmc_lookup(struct pmemcache *pc, u64 origin)
 {
 	struct pmc_slot slot;
@@ -134,7 +187,13 @@ struct pmc_block *pmc_lookup(struct pmemcache *pc, u64 origin)
 	return pmc_find(pc, origin, NULL, &slot);
 }
 
-/* Index @nb, whose origin block is not in the index.  Under pc->lock. */
+/**
+ * pmc_index_insert() - index a block
+ * @pc: the cache
+ * @nb: the block; no block of its origin is in the index
+ *
+ * Under pc->lock (or before the cache is live: recovery).
+ */
 void pmc_index_insert(struct pmemcache *pc, struct pmc_block *nb)
 {
 	struct pmc_slot slot;
@@ -144,18 +203,30 @@ void pmc_index_insert(struct pmemcache *pc, struct pmc_block *nb)
 	rb_insert_color(&nb->node, &pc->index);
 }
 
+/**
+ * pmc_index_erase() - take a block out of the index
+ * @pc: the cache
+ * @b: an indexed block
+ *
+ * Under pc->lock (or before the cache is live: recovery).
+ */
 void pmc_index_erase(struct pmemcache *pc, struct pmc_block *b)
 {
 	rb_erase(&b->node, &pc->index);
 	RB_CLEAR_NODE(&b->node);
 }
 
-/*
- * A block whose entry is zero on media (and fenced) goes back to the free
- * list, or waits for its last user.  Under pc->lock.
+/**
+ * pmc_release() - free a block whose entry is zero on media
+ * @pc: the cache
+ * @b: the block; its zeroed entry fenced already
+ *
+ * It goes back to the free list, or, while readers copy from it, becomes
+ * PMC_DYING and goes there with its last user.  Under pc->lock.
  */
 void pmc_release(struct pmemcache *pc, struct pmc_block *b)
 {
+	lockdep_assert_held(&pc->lock);
 	if (b->users) {
 		b->state = PMC_DYING;
 		return;
@@ -165,22 +236,36 @@ void pmc_release(struct pmemcache *pc, struct pmc_block *b)
 	pc->nr_free++;
 }
 
+/**
+ * pmc_put_user() - a reader is done with a block
+ * @pc: the cache
+ * @b: the block
+ *
+ * A PMC_DYING block is freed with its last user.  Under pc->lock.
+ */
 void pmc_put_user(struct pmemcache *pc, struct pmc_block *b)
 {
+	lockdep_assert_held(&pc->lock);
 	if (!--b->users && b->state == PMC_DYING) {
 		pmc_release(pc, b);
 		wake_up_all(&pc->free_wait);
 	}
 }
 
-/*
- * @b was the newest version of its origin block and no longer is (a newer
- * write, or a discard when @seq is the open sequence); it is out of the
- * index already.  Its entry must stay valid on media until @seq is
- * committed.  Under pc->lock.
+/**
+ * pmc_retire() - a block is no longer the newest of its origin block
+ * @pc: the cache
+ * @b: the block, out of the index already
+ * @seq: the sequence number of the write that supersedes it (the open
+ *       sequence for a discard)
+ *
+ * Its entry must stay valid on media until @seq is committed: it waits on
+ * the superseded list (or, under writeback, for that to end).  Under
+ * pc->lock.
  */
 void pmc_retire(struct pmemcache *pc, struct pmc_block *b, u64 seq)
 {
+	lockdep_assert_held(&pc->lock);
 	b->seq = seq;
 	if (b->state == PMC_DIRTY)
 		list_add_tail(&b->list, &pc->superseded);
@@ -188,25 +273,42 @@ void pmc_retire(struct pmemcache *pc, struct pmc_block *b, u64 seq)
 		pc->nr_wb_superseded++;
 }
 
+/**
+ * pmc_used_percent() - how full the cache is
+ * @pc: the cache
+ *
+ * Return: blocks in use, in percent of the usable ones.
+ */
 u64 pmc_used_percent(struct pmemcache *pc)
 {
 	return div64_u64((pmc_usable(pc) - pc->nr_free) * 100,
 			 max_t(u64, pmc_usable(pc), 1));
 }
 
+/**
+ * pmc_kick_writeback() - run writeback now, unless suspended
+ * @pc: the cache
+ */
 void pmc_kick_writeback(struct pmemcache *pc)
 {
 	if (!READ_ONCE(pc->suspended))
 		mod_delayed_work(pc->wq, &pc->writeback_work, 0);
 }
 
-/*
- * In such a loop, under pc->lock: every PMC_LOCK_BATCH turns, let go of
- * the lock for a moment.  Returns true when it did: what the loop holds
- * must be safe meanwhile, and where it is in the index may have gone.
+/**
+ * pmc_lock_break() - let go of pc->lock now and then in a long loop
+ * @pc: the cache, its lock held
+ * @turns: the loop's counter
+ *
+ * Every PMC_LOCK_BATCH turns the lock is dropped for a moment: what the
+ * loop holds must be safe meanwhile, and where it is in the index may
+ * have gone.
+ *
+ * Return: true when it let go.
  */
 bool pmc_lock_break(struct pmemcache *pc, unsigned int *turns)
 {
+	lockdep_assert_held(&pc->lock);
 	if (++*turns % PMC_LOCK_BATCH)
 		return false;
 	spin_unlock(&pc->lock);

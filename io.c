@@ -66,16 +66,26 @@ static bool pmc_copy_to_bio(struct bio *bio, struct bvec_iter *iter,
 	return ok;
 }
 
+/**
+ * pmc_remap() - send a bio to the origin
+ * @pc: the cache
+ * @bio: the bio
+ */
 void pmc_remap(struct pmemcache *pc, struct bio *bio)
 {
 	bio_set_dev(bio, pc->origin->bdev);
 }
 
-/*
- * May writes go around the cache to the origin (cleaner, metadata_only,
- * or some did because the cache was full while writeback failed)?  Then
- * every flush goes on to the origin as well: tracking which writes went
- * around, and which flush covered them, is not worth its races.
+/**
+ * pmc_writes_around() - may writes go around the cache to the origin?
+ * @pc: the cache
+ *
+ * In cleaner and metadata_only modes, or once some did because the cache
+ * was full while writeback failed.  Then every flush goes on to the
+ * origin as well: tracking which writes went around, and which flush
+ * covered them, is not worth its races.
+ *
+ * Return: true if they may.
  */
 bool pmc_writes_around(struct pmemcache *pc)
 {
@@ -108,13 +118,19 @@ static void pmc_wait_filled(struct pmc_block *b)
 	wait_var_event(&b->filling, !smp_load_acquire(&b->filling));
 }
 
-/*
- * Reads: the first run of blocks that are all cached, or all not, is
- * served (from pmem, or by remapping to the origin); dm sends the rest
- * of the bio again.
- */
+/* Most blocks a read serves from pmem in one call of pmc_map_read(). */
 #define PMC_READ_RUN	32
 
+/**
+ * pmc_map_read() - map a read
+ * @pc: the cache
+ * @bio: the read
+ *
+ * Serves the first run of blocks that are all cached (from pmem), or all
+ * not (remapped to the origin); dm sends the rest of the bio again.
+ *
+ * Return: a DM_MAPIO_ value.
+ */
 int pmc_map_read(struct pmemcache *pc, struct bio *bio)
 {
 	u64 first = bio->bi_iter.bi_sector >> (pc->block_shift - SECTOR_SHIFT);
@@ -298,6 +314,18 @@ static void pmc_write_done(struct pmemcache *pc, unsigned int k, u64 seq)
 		wake_up_all(&pc->inflight_wait);
 }
 
+/**
+ * pmc_map_write() - map a write
+ * @pc: the cache
+ * @bio: the write
+ * @promote: cache it (false: metadata_only mode and not metadata)
+ *
+ * Copies the blocks into the cache (new blocks, or those of the open
+ * epoch in place), or sends the write around the cache; a FUA write is
+ * committed before it completes.
+ *
+ * Return: a DM_MAPIO_ value.
+ */
 int pmc_map_write(struct pmemcache *pc, struct bio *bio, bool promote)
 {
 	u64 first = bio->bi_iter.bi_sector >> (pc->block_shift - SECTOR_SHIFT);
@@ -386,16 +414,22 @@ int pmc_map_write(struct pmemcache *pc, struct bio *bio, bool promote)
 	return DM_MAPIO_SUBMITTED;
 }
 
-/*
- * Discards drop the cached blocks in range and go on to the origin, when
- * it takes discards.  Uncommitted writes are committed first, since a
- * block of the open epoch may have writers copying into it; one written
+/**
+ * pmc_map_discard() - map a discard
+ * @pc: the cache
+ * @bio: the discard
+ *
+ * Drops the cached blocks in range and goes on to the origin, when it
+ * takes discards.  Uncommitted writes are committed first, since a block
+ * of the open epoch may have writers copying into it; one written
  * meanwhile by a racing write is left cached, as if that write had come
  * after the discard.  A block under writeback stays cached (freed when
  * its writeback ends): out of the index, a later write of its origin
  * block could go around the cache and reach the origin before the
  * writeback's older data.  While any superseded block is under writeback
  * no block is dropped: its newer version must outlive its entry.
+ *
+ * Return: a DM_MAPIO_ value.
  */
 int pmc_map_discard(struct pmemcache *pc, struct bio *bio)
 {

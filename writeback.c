@@ -294,6 +294,13 @@ static unsigned int pmc_wb_finish(struct pmemcache *pc,
 	return failed;
 }
 
+/**
+ * pmc_writeback_work() - the writeback loop
+ * @w: pc->writeback_work
+ *
+ * Writes back batches of committed blocks in origin order while the
+ * watermarks, max_age or a flush message ask for it, then frees them.
+ */
 void pmc_writeback_work(struct work_struct *w)
 {
 	struct pmemcache *pc = container_of(to_delayed_work(w),
@@ -356,7 +363,12 @@ void pmc_writeback_work(struct work_struct *w)
 	}
 }
 
-/* max_age: every max_age/2, write back the blocks older than max_age. */
+/**
+ * pmc_max_age_work() - the max_age timer
+ * @w: pc->max_age_work
+ *
+ * Every max_age/2, asks writeback for the blocks older than max_age.
+ */
 void pmc_max_age_work(struct work_struct *w)
 {
 	struct pmemcache *pc = container_of(to_delayed_work(w),
@@ -373,13 +385,17 @@ void pmc_max_age_work(struct work_struct *w)
 				   max(period, msecs_to_jiffies(100)));
 }
 
-/*
- * The flush message (and flush_on_suspend): commit, then write back every
- * block committed by then; blocks written later are left for the usual
- * writeback, so that writes faster than the origin cannot keep it going.
- * Ends early, with -EBUSY, when the device is suspended (writeback stops
- * then), with -EINTR on a signal (@interruptible: any, else a fatal one),
- * with -EIO when writeback fails.
+/**
+ * pmc_write_back_all() - the flush message (and flush_on_suspend)
+ * @pc: the cache
+ * @interruptible: any signal ends it (else only a fatal one)
+ *
+ * Commits, then writes back every block committed by then; blocks written
+ * later are left for the usual writeback, so that writes faster than the
+ * origin cannot keep it going.
+ *
+ * Return: 0; -EBUSY when the device is suspended (writeback stops then),
+ * -EINTR on a signal, -EIO when writeback fails.
  */
 int pmc_write_back_all(struct pmemcache *pc, bool interruptible)
 {

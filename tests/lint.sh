@@ -18,13 +18,14 @@ hdr=$(dpkg-query -W -f='${Depends}' linux-headers-amd64 |
 KDIR=${KDIR:-/usr/src/$hdr}
 
 cp_dir=$PMC_CACHE/checkpatch-$(dpkg-query -W -f='${Version}' linux-source-6.1)
-if [ ! -f "$cp_dir/scripts/checkpatch.pl" ]; then
+if [ ! -f "$cp_dir/scripts/kernel-doc" ]; then
 	mkdir -p "$cp_dir"
 	tar -xJf /usr/src/linux-source-6.1.tar.xz -C "$cp_dir" \
 		--strip-components=1 linux-source-6.1/scripts/checkpatch.pl \
 		linux-source-6.1/scripts/spelling.txt \
-		linux-source-6.1/scripts/const_structs.checkpatch ||
-		pmc_die "cannot unpack checkpatch.pl"
+		linux-source-6.1/scripts/const_structs.checkpatch \
+		linux-source-6.1/scripts/kernel-doc ||
+		pmc_die "cannot unpack checkpatch.pl and kernel-doc"
 fi
 
 cd "$PMC_TOP" || exit 2
@@ -38,6 +39,15 @@ if ! "$cp_dir/scripts/checkpatch.pl" --strict --no-tree --terse \
 	status=1
 fi
 rm -f /tmp/pmc-checkpatch.$$
+
+# Every /** comment must be well-formed kernel-doc (the functions other
+# files call have one).
+echo "# kernel-doc"
+# shellcheck disable=SC2086
+if perl "$cp_dir/scripts/kernel-doc" -none -v $files 2>&1 |
+		grep -v 'Scanning doc for'; then
+	status=1
+fi
 
 echo "# W=1 C=2 (sparse) build against $KDIR"
 out=$(make -s -C "$PMC_TOP" KDIR="$KDIR" C=2 modules 2>&1)
