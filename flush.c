@@ -69,15 +69,16 @@
  *    used, so that a later commit of the same sequence number cannot
  *    revive a leftover of the crash.  It never zeroes a valid entry for
  *    an origin block past the table's end: such a table is refused.
- * 6. Format starts on a zero first sector (or one it left unfinished)
- *    and makes "format under way" durable first: the magic with version
- *    0, one 8-byte store, fenced.  Then the zeroed entries and commit
- *    record 0, then the rest of the superblock (version still 0), each
- *    fenced; last the magic and version in one store, fenced.  A first
- *    sector with the magic, version 0 and nothing past the superblock's
- *    80 bytes is formatted again whatever a cut left of the rest; a
- *    sector that is neither that nor zero nor a valid superblock is
- *    refused (it may be someone's data).
+ * 6. Format starts on a device that holds no finished format (its first
+ *    4 KiB zero but for the commit slots; see pmc_sb_unformatted()) and
+ *    makes "format under way" durable first: the magic with version 0,
+ *    one 8-byte store, fenced.  Then the zeroed entries and commit
+ *    record 0, fenced together; then the rest of the superblock (version
+ *    still 0), fenced; last the magic and version in one store, fenced.
+ *    A cut anywhere leaves version 0 and the next activation formats
+ *    again, whatever the cut left of the record; anything else in the
+ *    first 4 KiB that is not a valid superblock is refused (it may be
+ *    someone's data).
  */
 
 #include <linux/cache.h>

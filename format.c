@@ -134,32 +134,55 @@ static void pmc_format(struct pmemcache *pc, u64 nr_blocks)
 }
 
 /*
- * A first sector that no activation has finished formatting: all zero,
- * or our magic with version 0 (written first, alone; the version is
- * written last) and nothing past the superblock record, whatever a cut
- * left of the record's other bytes.  Anything else is someone's data.
+ * A cache device that no activation has finished formatting: in its
+ * first 4 KiB, the superblock record zero, or our magic with version 0
+ * (written first, alone; the version is written last) and whatever a cut
+ * left of the record's other bytes; the two commit slots anything (a
+ * format cut short, or a cache whose superblock sector was zeroed to
+ * start over, as lvm2 and the admin guide do); every other byte zero.
+ * Anything else may be someone's data: an ext4 file system has its
+ * superblock at byte 1024 and an LVM2 physical volume its label at byte
+ * 512, both behind a zero first sector.
  */
-static bool pmc_sb_unformatted(const u8 *first)
+static bool pmc_sb_unformatted(const u8 *head)
 {
-	const struct pmc_sb *sb = (const void *)first;
+	const struct pmc_sb *sb = (const void *)head;
+	size_t at;
+	int slot;
 
-	if (!memchr_inv(first, 0, SECTOR_SIZE))
-		return true;
-	return le32_to_cpu(sb->magic) == PMC_MAGIC && !sb->version &&
-	       !memchr_inv(first + sizeof(*sb), 0, SECTOR_SIZE - sizeof(*sb));
+	if (sb->version)
+		return false;
+	if (!sb->magic)
+		at = 0;
+	else if (le32_to_cpu(sb->magic) == PMC_MAGIC)
+		at = sizeof(*sb);
+	else
+		return false;
+	for (slot = 0; slot < 2; slot++) {
+		if (memchr_inv(head + at, 0, PMC_COMMIT_OFFSET(slot) - at))
+			return false;
+		at = PMC_COMMIT_OFFSET(slot) + sizeof(struct pmc_commit);
+	}
+	return !memchr_inv(head + at, 0, PMC_SB_SIZE - at);
 }
 
-/*
- * At construction: format a cache not yet formatted, accept one
- * of ours that matches the table, refuse anything else.  Only the
- * superblock is read here; the entries are read at resume (pmc_load).
+/**
+ * pmc_open_cache() - check the cache device at construction
+ * @pc: the cache, its device mapped
+ *
+ * Formats a cache not yet formatted, accepts one of ours that matches the
+ * table, refuses anything else with ti->error set.  Only the superblock
+ * is read here; the entries are read at resume (pmc_load()).
+ *
+ * Return: 0 or a negative errno.
  */
 int pmc_open_cache(struct pmemcache *pc)
 {
 	struct dm_target *ti = pc->ti;
 	u64 fit = pmc_fit_blocks(pc->pmem.size, pc->block_size);
 	struct pmc_sb sb;
-	u8 first[SECTOR_SIZE];
+	bool unformatted;
+	u8 *head;
 
 	if (fit < PMC_MIN_BLOCKS) {
 		ti->error = "Cache device too small: it must hold 8 blocks and the metadata";
@@ -185,23 +208,31 @@ int pmc_open_cache(struct pmemcache *pc)
 			return -EIO;
 		}
 	}
-	if (copy_mc_to_kernel(first, pc->pmem.addr, sizeof(first)) ||
-	    copy_mc_to_kernel(&sb, pc->pmem.addr, sizeof(sb))) {
+	head = kmalloc(PMC_SB_SIZE, GFP_KERNEL);
+	if (!head) {
+		ti->error = "Cannot allocate memory to read the cache superblock";
+		return -ENOMEM;
+	}
+	if (copy_mc_to_kernel(head, pc->pmem.addr, PMC_SB_SIZE)) {
+		kfree(head);
 		ti->error = "Media error reading the cache superblock";
 		return -EIO;
 	}
-	if (pmc_sb_unformatted(first)) {
+	memcpy(&sb, head, sizeof(sb));
+	unformatted = pmc_sb_unformatted(head);
+	kfree(head);
+	if (unformatted) {
 		pmc_format(pc, fit);
 		return 0;
 	}
 	if (le32_to_cpu(sb.magic) != PMC_MAGIC) {
-		DMERR("%pg: no pmemcache superblock; to use the device, zero its first sector",
+		DMERR("%pg: no pmemcache superblock; if its data is unneeded, zero its first 4 KiB",
 		      pc->pmem.dev->bdev);
 		ti->error = "Cache device holds something else (no pmemcache superblock)";
 		return -EINVAL;
 	}
 	if (le32_to_cpu(sb.crc) != pmc_sb_crc(&sb)) {
-		DMERR("%pg: to start over, losing the cached data, zero the first sector",
+		DMERR("%pg: to start over, losing the cached data, zero the first 4 KiB",
 		      pc->pmem.dev->bdev);
 		ti->error = "Cache superblock checksum is wrong";
 		return -EINVAL;
@@ -284,10 +315,15 @@ static void pmc_drop_bad_block(struct pmemcache *pc, struct pmc_block *b,
 	pmc_clear_entry(pc, i);
 }
 
-/*
- * Build the index from the entries: the valid entry with the highest seq
- * of each origin block wins; the others, and uncommitted leftovers of a
- * crash, are zeroed so that a later commit cannot revive them.
+/**
+ * pmc_load() - recovery: build the index from the entries
+ * @pc: the cache, not yet live
+ *
+ * The valid entry with the highest seq of each origin block wins; the
+ * others, and uncommitted leftovers of a crash, are zeroed so that a
+ * later commit cannot revive them (rule 5 in flush.c).
+ *
+ * Return: 0 or a negative errno.
  */
 int pmc_load(struct pmemcache *pc)
 {
