@@ -286,9 +286,12 @@ static __always_inline void pmc_zero_u64(enum pmc_flush_mode mode, __le64 *p)
  * @wb_to: its end (NULL: nothing written back yet)
  * @gen: the model it was counted in (a reload may end that model before
  *       the store does)
+ * @nt: made with non-temporal stores, which wait in the CPU's
+ *      write-combining buffers unseen by other CPUs until a fence
  */
 struct pmc_pcheck_op {
 	bool watched;
+	bool nt;
 	unsigned long gen;
 	void *dst;
 	size_t len;

@@ -10,7 +10,7 @@
  * was written back - by a non-temporal store, clwb, clflushopt or clflush
  * - and the task that wrote it back has fenced since.  flush.c reports
  * each store it makes (pmc_copy_to_pmem(), pmc_flush_range(),
- * pmc_zero_u64()) and what of it was written back - each line its flush
+ * pmc_write_u64()) and what of it was written back - each line its flush
  * loop wrote back, or the whole store when it was non-temporal - with the
  * bytes as they are at that moment; bytes stored but not written back,
  * and stores that do not go through flush.c, are never durable here.  A fence by one task
@@ -78,6 +78,7 @@
  * @pid: the task that wrote it back: only its fence makes it durable
  * @start: that task's start time (a pid, like a task_struct, is reused)
  * @caller: where in the engine it was made
+ * @nt: made with non-temporal stores (see pcm_supersede())
  * @off: offset in the cache
  * @len: bytes
  * @data: the bytes as they were when written back
@@ -87,6 +88,7 @@ struct pcm_store {
 	pid_t pid;
 	u64 start;
 	unsigned long caller;
+	bool nt;
 	size_t off;
 	size_t len;
 	u8 data[];
@@ -357,6 +359,7 @@ bool pmc_pcheck_store_begin(struct pmc_pcheck_op *op, void *dst, size_t len,
 			make = false;
 		} else {
 			op->watched = true;
+			op->nt = false;
 			op->gen = pcm.gen;
 			op->dst = dst;
 			op->len = len;
@@ -404,13 +407,18 @@ void pmc_pcheck_written_back(struct pmc_pcheck_op *op, void *addr, size_t len)
 
 /*
  * @newer just became durable: the bytes it covers of pending stores
- * older than it (before it in pcm.pending, of any task) can no longer
- * persist.  Stores to one address are ordered (cache coherence), so
- * once the newer value is durable the older one cannot reach pmem any
- * more - neither when its task fences nor when the adversary picks it at
- * a cut.  Until then it may (its write-back may have landed before the
- * newer store was made), so nothing is trimmed at store time.  Under
- * pcm.lock.
+ * older than it (before it in pcm.pending) can no longer persist, when
+ * they went through the cache: stores to one address are ordered (cache
+ * coherence), so once the newer value is durable an older line written
+ * back cannot land over it - neither when its task fences nor when the
+ * adversary picks it at a cut.  Until then it may (its write-back may
+ * have landed before the newer store was made), so nothing is trimmed at
+ * store time.  A non-temporal store of another task is not trimmed: it
+ * may still sit in that CPU's write-combining buffer, unseen by the CPU
+ * that made @newer, and land after it - the engine must not let that
+ * happen (it publishes or fences before another task may store there),
+ * and a model that trimmed it could not catch an engine that does.
+ * Under pcm.lock.
  */
 static void pcm_supersede(struct pcm_store *newer)
 {
@@ -423,6 +431,8 @@ static void pcm_supersede(struct pcm_store *newer)
 		if (s == newer)
 			break;
 		if (s_end <= off || s->off >= end)
+			continue;
+		if (s->nt && (s->pid != newer->pid || s->start != newer->start))
 			continue;
 		if (off <= s->off && end >= s_end) {
 			list_del(&s->list);
@@ -497,6 +507,7 @@ void pmc_pcheck_store_end(struct pmc_pcheck_op *op)
 		s->pid = current->pid;
 		s->start = current->start_time;
 		s->caller = op->caller;
+		s->nt = op->nt;
 		s->off = off;
 		s->len = op->wb_to - op->wb_from;
 		memcpy(s->data, op->wb_from, s->len);
