@@ -23,8 +23,9 @@ KVER = $(shell sed -n 's/.*UTS_RELEASE "\(.*\)"/\1/p' \
 	$(KDIR)/include/generated/utsrelease.h)
 
 install:
-	@if [ -f dm-pmemcache.ko ] && modinfo -F parm ./dm-pmemcache.ko | \
-		grep -q '^\(persist_\|test_\)'; then \
+	@parms=$$(modinfo -F parm ./dm-pmemcache.ko) || { \
+		echo "cannot read dm-pmemcache.ko (run make first)" >&2; exit 1; }; \
+	if echo "$$parms" | grep -q '^\(persist_\|test_\)'; then \
 		echo "dm-pmemcache.ko is a test build (test hooks, persistence checker:" \
 			"root could cut a cache's power); make clean && make first" >&2; \
 		exit 1; \

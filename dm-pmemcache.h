@@ -332,7 +332,7 @@ enum pmc_test_point {
 	PMC_TP_WRITE_COPY,	/* a writer holds its blocks, before copying */
 	PMC_TP_WB_SUBMIT,	/* writeback took a batch, before submitting */
 	PMC_TP_WB_FINISH,	/* writeback bios ended, before freeing */
-	PMC_TP_FORMAT_MID,	/* format: between its last two records */
+	PMC_TP_FORMAT_MID,	/* format: commit 0 durable, superblock not */
 	PMC_NR_TEST_POINTS
 };
 

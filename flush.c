@@ -169,7 +169,7 @@ int pmc_flush_choose(enum pmc_flush_mode asked, struct pmc_flush *f)
 	f->publish_fence = true;
 #ifdef CONFIG_X86
 	/* See pmc_publish_stores(): documented by Intel only. */
-	if (asked == PMC_FLUSH_MOVNT &&
+	if (f->data == PMC_FLUSH_MOVNT && f->meta == PMC_FLUSH_MOVNT &&
 	    boot_cpu_data.x86_vendor == X86_VENDOR_INTEL)
 		f->publish_fence = false;
 #endif

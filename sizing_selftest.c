@@ -2,9 +2,9 @@
 /*
  * The sizing arithmetic of the cache, checked from 64 KiB to 64 TiB
  * without that much memory: the layout (how many blocks fit, where the
- * data starts), whether the parts of a cache can be assembled into one
- * mapping, and the RAM its index needs.  Compiled only into test builds
- * (make PMC_TEST_HOOKS=y, which make check uses).
+ * data starts) and whether the parts of a cache can be assembled into
+ * one mapping.  Compiled only into test builds (make PMC_TEST_HOOKS=y,
+ * which make check uses).
  *
  * Module parameter test_sizing (/sys/module/dm_pmemcache/parameters/):
  * write anything to run the checks; read it for "CASES cases, FAILED
@@ -28,8 +28,7 @@
 #define MIB	(KIB << 10)
 #define GIB	(MIB << 10)
 #define TIB	(GIB << 10)
-/* 4096: pmem_map.c maps pages of 4 KiB (PMC_PAGE_SECTORS). */
-#define PG	4096ULL
+#define PG	((u64)PAGE_SIZE)
 
 static unsigned int sz_cases, sz_failed;
 
@@ -53,7 +52,7 @@ static void sz_fail(u64 size, unsigned int bs, const char *what, u64 got,
 /* Every check that holds for any cache size. */
 static void sz_check(u64 size, unsigned int bs)
 {
-	u64 n = pmc_fit_blocks(size, bs), off, ram;
+	u64 n = pmc_fit_blocks(size, bs), off;
 	bool mappable;
 
 	sz_cases++;
@@ -71,13 +70,10 @@ static void sz_check(u64 size, unsigned int bs)
 	if (size >= PMC_MIN_CACHE_PAGES * PG && n < PMC_MIN_BLOCKS)
 		sz_fail(size, bs, "fewer blocks than the minimum", n,
 			PMC_MIN_BLOCKS);
-	/* Assembled from parts: up to 2^32 - 1 pages, 16 TiB less a page. */
+	/* Assembled from parts: up to 2^32 - 1 pages (vm_map_ram()). */
 	mappable = pmc_pmem_pages_mappable(size / PG);
-	if (mappable != (size < 16 * TIB))
-		sz_fail(size, bs, "can be assembled", mappable,
-			size < 16 * TIB);
-	if (check_mul_overflow(n, (u64)pmc_block_state_size(), &ram))
-		sz_fail(size, bs, "index RAM overflows", n, 0);
+	if (mappable != (size / PG < (1ULL << 32)))
+		sz_fail(size, bs, "can be assembled", mappable, !mappable);
 }
 
 /* xorshift64, a fixed seed: the same sizes every run. */
@@ -102,7 +98,7 @@ static int sz_run(const char *val, const struct kernel_param *kp)
 
 	sz_cases = 0;
 	sz_failed = 0;
-	for (bs = 512; bs <= PG; bs <<= 1) {
+	for (bs = SECTOR_SIZE; bs <= PAGE_SIZE; bs <<= 1) {
 		u64 n = 0;
 
 		/* Small sizes: the count grown block by block is the truth. */
@@ -124,10 +120,10 @@ static int sz_run(const char *val, const struct kernel_param *kp)
 		cond_resched();
 	}
 	size = 16 * TIB - PG;
-	pr_info("dm-pmemcache: test_sizing: %u cases, %u failed; a cache of 16 TiB less a page holds %llu blocks of 4 KiB, whose index takes %llu MiB of RAM\n",
-		sz_cases, sz_failed, pmc_fit_blocks(size, PG),
-		pmc_fit_blocks(size, PG) * pmc_block_state_size() >> 20);
-	return 0;
+	pr_info("dm-pmemcache: test_sizing: %u cases, %u failed; a cache of 16 TiB less a page holds %llu blocks of %lu bytes, whose index takes %llu MiB of RAM\n",
+		sz_cases, sz_failed, pmc_fit_blocks(size, PAGE_SIZE), PAGE_SIZE,
+		pmc_fit_blocks(size, PAGE_SIZE) * pmc_block_state_size() >> 20);
+	return sz_failed ? -EINVAL : 0;
 }
 
 static int sz_get(char *buf, const struct kernel_param *kp)

@@ -11,7 +11,8 @@
  *                                      first 4 KiB of DEV, "F DEV FIRST N"
  *                                      writes version 0 of blocks
  *                                      FIRST..FIRST+N-1; exits 1 at the first
- *                                      failure (of an m, z or F line)
+ *                                      failure of an m or z line, 2 of an
+ *                                      F line or a bad line
  *
  * Under emulation a dmsetup call costs about 0.25 s, most of it starting
  * the program, and a power cut took some 30 of them; the m lines make the
@@ -278,7 +279,7 @@ static int do_ctl(void)
 
 	while (fgets(line, sizeof(line), stdin)) {
 		line[strcspn(line, "\n")] = 0;
-		if (line[0] == 'm' || line[0] == 'M') {
+		if ((line[0] == 'm' || line[0] == 'M') && line[1] == ' ') {
 			if (dm_cmd(line + 2, err, sizeof(err)) &&
 			    line[0] == 'm') {
 				fprintf(stderr, "%s\n", err);
@@ -389,7 +390,7 @@ static int do_run(const char *dev, const char *logname)
 				fprintf(log, "E %s: %s\n", line, strerror(errno));
 				break;
 			}
-		} else if (op == 'm' || op == 'M') {
+		} else if ((op == 'm' || op == 'M') && line[1] == ' ') {
 			char err[1200];
 
 			if (dm_cmd(line + 2, err, sizeof(err)) && op == 'm') {

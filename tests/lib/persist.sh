@@ -129,11 +129,11 @@ _pc_param() {	# _pc_param NAME VALUE
 # A fresh start: no cache device, the origin's blocks at version 0 (and
 # the replay region's), an empty log, the cache unformatted, the power on.
 _pc_fresh() {
+	"$PC_WL" ctl <<< "M remove pc"
 	_pc_param cut_fence 0
 	_pc_param cut_store 0
 	_pc_param reset 1
 	"$PC_WL" ctl <<-EOF || _fail "cannot set up the origin"
-	M remove pc
 	M remove origin
 	M remove olw
 	F /dev/mapper/odata 0 $PC_NB
