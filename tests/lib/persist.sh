@@ -55,9 +55,13 @@ _pc_table() {
 # (from the writer and from another process), FUA and autocommit,
 # superseded blocks freed, writeback and its errors,
 # a discard, suspend/resume, a clean shutdown and a second activation;
-# at its end a block written back twice, its first cache block left
-# free while a later write reuses the second (an entry left valid by
-# writeback would bring the first version back).
+# at its end a block superseded by a write that another process commits
+# (its entry zeroed there), then written back (an entry that commit
+# did not make durable would bring the first version back), and a block
+# written back twice, its first cache block left free while a later
+# write reuses the second (an entry left valid by writeback would bring
+# the first version back).  The writer's own process makes the dm
+# calls, so only g commits in a task that then stores nothing more.
 #
 # m lines are device-mapper commands (pmc_crashwl makes the ioctls: a
 # dmsetup process costs 0.25 s under emulation), M ones may fail.
@@ -109,6 +113,13 @@ _pc_script() {
 	m message pc flush
 	w 30 2
 	s 31
+	w 33
+	f
+	w 33
+	g
+	m message pc flush
+	w 34
+	f
 	w 36
 	w 37
 	f
