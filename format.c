@@ -167,6 +167,55 @@ static bool pmc_sb_unformatted(const u8 *head)
 }
 
 /**
+ * struct pmc_foreign - what a cache device that is not ours may hold
+ * @off: where its signature lies in the first 4 KiB
+ * @sig: the signature
+ * @len: its bytes
+ * @what: for the log
+ * @advice: for the log: what to do
+ * @error: ti->error
+ */
+struct pmc_foreign {
+	unsigned int off;
+	const char *sig;
+	unsigned int len;
+	const char *what;
+	const char *advice;
+	char *error;
+};
+
+#define PMC_ZERO_ADVICE "if its data is unneeded, zero its first 4 KiB"
+
+static const struct pmc_foreign pmc_foreigners[] = {
+	/* dm-writecache's magic 0x23489321, little-endian. */
+	{ 0, "\x21\x93\x48\x23", 4, "a dm-writecache cache",
+	  "it may hold dirty data: activate it with dm-writecache and flush it, or split the cache with lvm2, before using the device",
+	  "Cache device holds a dm-writecache cache (use dm-writecache for it)" },
+	{ 1080, "\x53\xef", 2, "an ext2/3/4 file system", PMC_ZERO_ADVICE,
+	  "Cache device holds something else (an ext2/3/4 file system)" },
+	{ 0, "XFSB", 4, "an XFS file system", PMC_ZERO_ADVICE,
+	  "Cache device holds something else (an XFS file system)" },
+	{ 512, "LABELONE", 8, "an LVM2 physical volume", PMC_ZERO_ADVICE,
+	  "Cache device holds something else (an LVM2 physical volume)" },
+	{ 4086, "SWAPSPACE2", 10, "swap space", PMC_ZERO_ADVICE,
+	  "Cache device holds something else (swap space)" },
+	/* Last: anything else. */
+	{ 0, NULL, 0, "data of an unknown kind", PMC_ZERO_ADVICE,
+	  "Cache device holds something else (no pmemcache superblock)" },
+};
+
+/* What the first 4 KiB of a device that is not ours look like. */
+static const struct pmc_foreign *pmc_foreign(const u8 *head)
+{
+	const struct pmc_foreign *f;
+
+	for (f = pmc_foreigners; f->sig; f++)
+		if (!memcmp(head + f->off, f->sig, f->len))
+			break;
+	return f;
+}
+
+/**
  * pmc_open_cache() - check the cache device at construction
  * @pc: the cache, its device mapped
  *
@@ -181,6 +230,7 @@ int pmc_open_cache(struct pmemcache *pc)
 	struct dm_target *ti = pc->ti;
 	u64 fit = pmc_fit_blocks(pc->pmem.size, pc->block_size);
 	struct pmc_sb sb;
+	const struct pmc_foreign *foreign;
 	bool unformatted;
 	u8 *head;
 
@@ -220,15 +270,17 @@ int pmc_open_cache(struct pmemcache *pc)
 	}
 	memcpy(&sb, head, sizeof(sb));
 	unformatted = pmc_sb_unformatted(head);
+	foreign = unformatted || le32_to_cpu(sb.magic) == PMC_MAGIC ? NULL :
+		  pmc_foreign(head);
 	kfree(head);
 	if (unformatted) {
 		pmc_format(pc, fit);
 		return 0;
 	}
-	if (le32_to_cpu(sb.magic) != PMC_MAGIC) {
-		DMERR("%pg: no pmemcache superblock; if its data is unneeded, zero its first 4 KiB",
-		      pc->pmem.dev->bdev);
-		ti->error = "Cache device holds something else (no pmemcache superblock)";
+	if (foreign) {
+		DMERR("%pg: holds %s, not a pmemcache cache; %s",
+		      pc->pmem.dev->bdev, foreign->what, foreign->advice);
+		ti->error = foreign->error;
 		return -EINVAL;
 	}
 	if (le32_to_cpu(sb.crc) != pmc_sb_crc(&sb)) {
