@@ -220,7 +220,7 @@ void pmc_copy_to_pmem(enum pmc_flush_mode mode, void *dst, const void *src,
 	}
 #endif
 	memcpy_flushcache(dst, src, len);
-	op.nt = true;
+	op.nt = IS_ENABLED(CONFIG_X86);
 	pmc_pcheck_written_back(&op, dst, len);
 	pmc_pcheck_store_end(&op);
 }
@@ -270,7 +270,7 @@ void pmc_write_u64(enum pmc_flush_mode mode, __le64 *p, __le64 val)
 #ifdef CONFIG_X86
 	if (mode == PMC_FLUSH_MOVNT) {
 		memcpy_flushcache(p, &val, sizeof(*p));
-		op.nt = true;
+		op.nt = IS_ENABLED(CONFIG_X86);
 		pmc_pcheck_written_back(&op, p, sizeof(*p));
 		pmc_pcheck_store_end(&op);
 		return;

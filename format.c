@@ -19,6 +19,7 @@
 #include <linux/rbtree.h>
 #include <linux/slab.h>
 #include <linux/string.h>
+#include <linux/uaccess.h>
 #include <linux/vmalloc.h>
 #include <linux/wait.h>
 #include <linux/wait_bit.h>
@@ -35,13 +36,14 @@ static u32 pmc_sb_crc(const struct pmc_sb *sb)
  * pmc_data_offset() - where data block 0 starts in a cache of @nr_blocks
  * @nr_blocks: data blocks
  *
- * Return: bytes from the start of the cache: the superblock, then the
- * entries rounded up to a page.
+ * Return: bytes from the start of the cache: the superblock and the
+ * entries, rounded up to a page (so that no data block straddles one;
+ * with 4 KiB pages, 4 KiB plus the entries rounded up to 4 KiB).
  */
 u64 pmc_data_offset(u64 nr_blocks)
 {
-	return PMC_SB_SIZE + round_up(nr_blocks * sizeof(struct pmc_entry),
-				      PAGE_SIZE);
+	return round_up(PMC_SB_SIZE + nr_blocks * sizeof(struct pmc_entry),
+			PAGE_SIZE);
 }
 
 /**

@@ -432,8 +432,11 @@ static void pcm_supersede(struct pcm_store *newer)
 			break;
 		if (s_end <= off || s->off >= end)
 			continue;
-		if (s->nt && (s->pid != newer->pid || s->start != newer->start))
+		if (s->nt && (s->pid != newer->pid || s->start != newer->start)) {
+			pr_warn_once("dm-pmemcache: persist_check: %pS made durable bytes that a non-temporal store of another task (%pS) still holds unfenced: that store may land after it\n",
+				     (void *)newer->caller, (void *)s->caller);
 			continue;
+		}
 		if (off <= s->off && end >= s_end) {
 			list_del(&s->list);
 			kfree(s);

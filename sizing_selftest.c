@@ -37,7 +37,7 @@ static bool sz_fits(u64 size, unsigned int bs, u64 n)
 {
 	u64 entries = n * 32, meta;
 
-	meta = PMC_SB_SIZE + (entries + PG - 1) / PG * PG;
+	meta = (PMC_SB_SIZE + entries + PG - 1) / PG * PG;
 	return meta <= size && n * bs <= size - meta;
 }
 

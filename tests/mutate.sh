@@ -41,6 +41,8 @@ for name in $names; do
 		caught=yes how=$(grep -m1 '^BROKEN' "$o" | cut -c9-) ;;
 	*"without a cut broke"*)
 		caught=yes how="a run without a cut: ${res#fail: }" ;;
+	*"overtaken before its fence"*)
+		caught=yes how="$(grep -m1 'still holds unfenced' "$tree/tests/results/persist_full/dmesg" | cut -c1-300)" ;;
 	*)
 		caught=ERROR how="no verdict: ${res:-no result} (see $tree/run.log)" ;;
 	esac
