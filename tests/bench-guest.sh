@@ -26,6 +26,11 @@ else
 	SYSTEMS="raw linear writecache pmemcache origin"
 	WORKLOADS="randwrite_qd1 randwrite_qd16 randwrite_fsync32 seqwrite_128k readhit_qd1 randrw_70_30"
 fi
+# A part of the matrix (the test of this script runs a few runs of each
+# kind): PMC_BENCH_SYSTEMS, PMC_BENCH_WORKLOADS; PMC_BENCH_WARMUP=0 skips
+# the warm-up runs, PMC_BENCH_EXTRA=0 the writeback and recovery timings.
+SYSTEMS=${PMC_BENCH_SYSTEMS:-$SYSTEMS}
+WORKLOADS=${PMC_BENCH_WORKLOADS:-$WORKLOADS}
 
 _pmem_setup 1
 _origin_setup 512 1
@@ -91,6 +96,7 @@ job() {
 # Warm-up, not recorded: the first run on a fresh device pays for
 # first-touch costs that later runs do not.
 for s in $SYSTEMS; do
+	[ "${PMC_BENCH_WARMUP:-1}" = 1 ] || break
 	dev=$(setup $s)
 	fio --direct=1 --filename="$dev" --size=16m --name=warmup --rw=randwrite \
 		--bs=4k --ioengine=psync --number_ios=$((N / 10 + 1)) \
@@ -110,7 +116,7 @@ for r in $(seq 1 "$ROUNDS"); do
 	done
 done
 
-[ "$MODE" = det ] || exit 0
+[ "$MODE" = det ] && [ "${PMC_BENCH_EXTRA:-1}" = 1 ] || exit 0
 
 # Writeback: WB random 4 KiB writes spread over the origin (each block
 # once), then the cleaner; the time until the cache is clean (polled every

@@ -2,12 +2,17 @@
 # SPDX-License-Identifier: GPL-2.0
 #
 # Runs inside the test VM, chrooted into the host root (tests/vm/init).
-# PMC_TEST=name runs tests/cases/name; PMC_SCRIPT=path runs that script.
+# PMC_TEST=name runs tests/cases/name; PMC_SCRIPT=path runs that script;
+# PMC_TESTS=name:timeout,... runs those tests in this boot, one after the
+# other (tests/guest-batch.sh).
 # Writes PMC_WORK/result ("pass", "fail: why" or "skip: why"),
 # PMC_WORK/output (everything the test printed) and PMC_WORK/dmesg.
 
 set -u
 cd "$PMC_TOP" || exit 1
+if [ -n "${PMC_TESTS:-}" ] && [ -z "${PMC_TEST:-}" ]; then
+	exec bash "$PMC_TOP/tests/guest-batch.sh"
+fi
 export DM_DISABLE_UDEV=1
 export PMC_TOP PMC_WORK PMC_KROOT PMC_KDIR
 
@@ -78,6 +83,8 @@ if [ -w /sys/kernel/debug/kmemleak ]; then
 	sleep 1
 	echo scan > /sys/kernel/debug/kmemleak
 	cat /sys/kernel/debug/kmemleak > "$PMC_WORK/kmemleak"
+	# Reported once: the next test of the same boot starts clean.
+	echo clear > /sys/kernel/debug/kmemleak
 fi
 if [ -d /sys/module/dm_pmemcache ] && ! rmmod dm_pmemcache; then
 	finish "fail: rmmod dm_pmemcache failed after the test"

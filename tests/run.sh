@@ -2,8 +2,9 @@
 # SPDX-License-Identifier: GPL-2.0
 #
 # make check [T=name]: install what is needed, build the module against the
-# guest kernel's headers, then boot one VM per test in tests/cases/ and
-# print one TAP line per test and "N passed, N failed, N skipped".
+# guest kernel's headers, then run the tests of tests/cases/ in VMs (most
+# of them one after the other in shared boots, see run_shared) and print
+# one TAP line per test and "N passed, N failed, N skipped".
 # Each test's console log, output and kernel log are kept in
 # tests/results/<name>/.  Exits non-zero when any test failed.
 
@@ -39,62 +40,29 @@ else
 		fi)
 fi
 
-pass=0 fail=0 skip=0 n=0
-echo "TAP version 13"
-echo "# kernel $PMC_KVER"
-echo "1..${#tests[@]}"
-for t in "${tests[@]}"; do
+# A test's settings, from the lines of its file.
+setting() { sed -n "s/^$2=\([A-Za-z0-9-]*\).*/\1/p" "$PMC_TOP/tests/cases/$1"; }
+timeout_of() {
+	local tmo
+
+	tmo=$(setting "$1" TIMEOUT)
+	echo $(( ${tmo:-300} * ${PMC_TIMEOUT_SCALE:-1} ))
+}
+
+# The guest starts the test within 30 s on 6.1 and 110 s on the debug
+# kernel, when all is well.
+boot_limit=150
+[ "${PMC_TIMEOUT_SCALE:-1}" -gt 1 ] && boot_limit=300
+
+pass=0 fail=0 skip=0 n=0 boots=0
+
+# report NAME SECONDS QEMU_STATUS: judge a test from what its VM left in
+# $results/NAME (result, output, console.log*, dmesg*, kmemleak) and
+# print its TAP line.
+report() {
+	local t=$1 secs=$2 qrc=$3 work=$results/$1 res bad f
+
 	n=$((n + 1))
-	work=$results/$t
-	rm -rf "$work"
-	mkdir -p "$work"
-	if [ ! -f "$PMC_TOP/tests/cases/$t" ]; then
-		echo "not ok $n - $t # no such test"
-		fail=$((fail + 1))
-		continue
-	fi
-	tmo=$(sed -n 's/^TIMEOUT=\([0-9]*\).*/\1/p' "$PMC_TOP/tests/cases/$t")
-	tmo=$(( ${tmo:-300} * ${PMC_TIMEOUT_SCALE:-1} ))
-	# The guest starts the test within 30 s on 6.1 and 110 s on the
-	# debug kernel, when all is well.
-	boot_limit=150
-	[ "${PMC_TIMEOUT_SCALE:-1}" -gt 1 ] && boot_limit=300
-	boots=$(sed -n 's/^BOOTS=\([0-9]*\).*/\1/p' "$PMC_TOP/tests/cases/$t")
-	# QEMU_CPU=model: the CPU the test needs (default: max).
-	cpu=$(sed -n 's/^QEMU_CPU=\([A-Za-z0-9-]*\).*/\1/p' "$PMC_TOP/tests/cases/$t")
-	# VM_MEM=size: guest memory the test needs (default: 2G).
-	mem=$(sed -n 's/^VM_MEM=\([0-9]*G\).*/\1/p' "$PMC_TOP/tests/cases/$t")
-	t0=$(date +%s)
-	# A test of several boots (BOOTS=N) keeps its NVDIMM and disk files
-	# from one boot to the next; every boot but the last must end with
-	# "pass" or "crash" (the test killed the VM on purpose).
-	for b in $(seq 1 "${boots:-1}"); do
-		rm -f "$work/result" "$work/output"
-		PMC_CPU=${cpu:-max} PMC_MEM=${mem:-2G} PMC_BOOT_LIMIT=$boot_limit \
-			pmc_boot "$work" "$tmo" "pmc.test=$t pmc.boot=$b"
-		qrc=$?
-		# The emulated debug kernel has hung, rarely, right after
-		# starting /init, before the test began: boot once more, and
-		# say so.
-		if [ $qrc -eq 125 ]; then
-			echo "# $t: the VM hung before the test started; booting again"
-			cp "$work/console.log" "$work/console.hung.$b"
-			PMC_CPU=${cpu:-max} PMC_MEM=${mem:-2G} PMC_BOOT_LIMIT=$boot_limit \
-				pmc_boot "$work" "$tmo" "pmc.test=$t pmc.boot=$b"
-			qrc=$?
-		fi
-		[ "${boots:-1}" -gt 1 ] || break
-		for f in console.log dmesg output; do
-			[ -f "$work/$f" ] && cp "$work/$f" "$work/$f.$b"
-		done
-		res=$(cat "$work/result" 2>/dev/null)
-		[ "$b" -lt "$boots" ] || break
-		case "$res" in
-		pass|crash) ;;
-		*) break ;;
-		esac
-	done
-	secs=$(( $(date +%s) - t0 ))
 	rm -f "$work"/*.img
 	bad=$(for f in "$work"/console.log* "$work"/dmesg*; do
 		pmc_bad_log_lines "$f"; done | sort -u | head -n 20)
@@ -105,10 +73,10 @@ for t in "${tests[@]}"; do
 	done | sort -u | head -n 3 |
 		sed "s/^/# $t: before dm_pmemcache was loaded (not counted): /"
 	res=$(cat "$work/result" 2>/dev/null)
-	if [ $qrc -eq 125 ]; then
+	if [ "$qrc" -eq 125 ]; then
 		res="fail: the VM hung twice before the test started"
-	elif [ $qrc -eq 124 ]; then
-		res="fail: VM timed out after ${tmo}s"
+	elif [ "$qrc" -eq 124 ]; then
+		res="fail: VM timed out after $(timeout_of "$t")s"
 	elif [ "$res" = crash ]; then
 		res="fail: the last boot ended in a crash"
 	elif [ -z "$res" ]; then
@@ -146,7 +114,146 @@ $(head -n 20 "$work/kmemleak")"
 		[ -n "$bad" ] && echo "$bad" | sed 's/^/#   kernel: /'
 		;;
 	esac
+}
+
+# boot WORK TIMEOUT ARGS...: boot the VM (once more if it hung before
+# the guest started); sets qrc.
+boot() {
+	local work=$1 tmo=$2
+
+	shift 2
+	boots=$((boots + 1))
+	PMC_CPU=${cpu:-max} PMC_MEM=${mem:-2G} PMC_BOOT_LIMIT=$boot_limit \
+		pmc_boot "$work" "$tmo" "$@"
+	qrc=$?
+	# The emulated debug kernel has hung, rarely, right after starting
+	# /init, before the test began: boot once more, and say so.
+	if [ $qrc -eq 125 ]; then
+		echo "# $work: the VM hung before the test started; booting again"
+		cp "$work/console.log" "$work/console.hung"
+		boots=$((boots + 1))
+		PMC_CPU=${cpu:-max} PMC_MEM=${mem:-2G} PMC_BOOT_LIMIT=$boot_limit \
+			pmc_boot "$work" "$tmo" "$@"
+		qrc=$?
+	fi
+}
+
+# run_alone NAME: the test in VMs of its own (BOOTS=N of them, keeping
+# the NVDIMM and disk files from one boot to the next; every boot but
+# the last must end with "pass" or "crash": the test killed the VM on
+# purpose).
+run_alone() {
+	local t=$1 work=$results/$1 tmo b nb t0 res
+
+	rm -rf "$work"
+	mkdir -p "$work"
+	tmo=$(timeout_of "$t")
+	nb=$(setting "$t" BOOTS)
+	t0=$(date +%s)
+	for b in $(seq 1 "${nb:-1}"); do
+		rm -f "$work/result" "$work/output"
+		boot "$work" "$tmo" "pmc.test=$t pmc.boot=$b"
+		[ "${nb:-1}" -gt 1 ] || break
+		for f in console.log dmesg output; do
+			[ -f "$work/$f" ] && cp "$work/$f" "$work/$f.$b"
+		done
+		res=$(cat "$work/result" 2>/dev/null)
+		[ "$b" -lt "$nb" ] || break
+		case "$res" in
+		pass|crash) ;;
+		*) break ;;
+		esac
+	done
+	report "$t" $(( $(date +%s) - t0 )) "$qrc"
+}
+
+# run_shared NAME...: the tests one after the other in shared boots
+# (tests/guest-batch.sh puts the machine back as a fresh boot left it
+# between two).  A test that fails ends its boot; the next boot, with
+# fresh NVDIMM and disk files, goes on with the tests left.
+run_shared() {
+	local left=("$@") work=$results/.shared t spec tmo secs started
+
+	while [ ${#left[@]} -gt 0 ]; do
+		rm -rf "$work"
+		mkdir -p "$work"
+		spec="" tmo=60
+		for t in "${left[@]}"; do
+			spec="$spec${spec:+,}$t:$(timeout_of "$t")"
+			tmo=$((tmo + $(timeout_of "$t") + 30))
+		done
+		boot "$work" "$tmo" "pmc.tests=$spec"
+		started=()
+		for t in "${left[@]}"; do
+			[ -d "$work/$t" ] && started+=("$t")
+		done
+		# The console log, cut at the guest's markers: each test's
+		# part, the first test of the boot with the boot before it.
+		python3 - "$work/console.log" "${started[@]}" <<'PY'
+import os, re, sys
+log, names = sys.argv[1], sys.argv[2:]
+parts, cur = {}, None
+head = []
+for line in open(log, "rb"):
+    m = re.search(rb"pmc-batch: start (\S+)", line)
+    if m and m.group(1).decode() in names:
+        cur = m.group(1).decode()
+        parts[cur] = (head if not parts else []) + [line]
+        continue
+    (parts[cur] if cur else head).append(line)
+for name in names:
+    with open(os.path.join(os.path.dirname(log), name, "console.log"), "wb") as f:
+        f.writelines(parts.get(name, head))
+PY
+		for t in "${started[@]}"; do
+			rm -rf "${results:?}/$t"
+			mv "$work/$t" "$results/$t"
+			cp "$work/output" "$results/$t/batch.log" 2>/dev/null
+			secs=$(cat "$results/$t/secs" 2>/dev/null || echo "?")
+			report "$t" "$secs" "$( [ -f "$results/$t/result" ] && echo 0 || echo "$qrc")"
+		done
+		if [ ${#started[@]} -eq 0 ]; then
+			# Not even the first test started: it fails, the
+			# rest go on.
+			mkdir -p "$results/${left[0]}"
+			cp "$work/console.log" "$results/${left[0]}/console.log"
+			report "${left[0]}" 0 "$qrc"
+			started=("${left[0]}")
+		fi
+		left=("${left[@]:${#started[@]}}")
+	done
+	rm -rf "$work"
+}
+
+# Tests that need a VM of their own: several boots, another CPU model
+# or more memory.  The others share boots.
+alone=() shared=()
+for t in "${tests[@]}"; do
+	if [ ! -f "$PMC_TOP/tests/cases/$t" ]; then
+		n=$((n + 1))
+		echo "not ok $n - $t # no such test"
+		fail=$((fail + 1))
+		continue
+	fi
+	cpu=$(setting "$t" QEMU_CPU) mem=$(setting "$t" VM_MEM)
+	if [ "$(setting "$t" BOOTS)" -gt 1 ] 2>/dev/null || [ -n "$cpu$mem" ] ||
+		[ "${PMC_SHARE:-1}" = 0 ]; then
+		alone+=("$t")
+	else
+		shared+=("$t")
+	fi
 done
+cpu='' mem=''
+
+echo "TAP version 13"
+echo "# kernel $PMC_KVER"
+echo "1..${#tests[@]}"
+[ ${#shared[@]} -gt 0 ] && run_shared "${shared[@]}"
+for t in "${alone[@]}"; do
+	cpu=$(setting "$t" QEMU_CPU) mem=$(setting "$t" VM_MEM)
+	run_alone "$t"
+done
+echo "# $boots VM boots"
 echo "# results in $results, $(( $(date +%s) - start ))s in all"
 echo "$pass passed, $fail failed, $skip skipped"
 [ $fail -eq 0 ]

@@ -41,17 +41,20 @@ _fail() {
 }
 
 # _pmem_setup [N]: turn the first N (default all) NVDIMM namespaces into
-# fsdax mode; they appear as /dev/pmem0, /dev/pmem1...
+# fsdax mode; they appear as /dev/pmem0, /dev/pmem1...  The others are
+# raw (block devices without DAX), as on a fresh boot, even when an
+# earlier test of the same boot (tests/guest-batch.sh) made them fsdax.
 _pmem_setup() {
-	local n=${1:-99} i=0 ns
+	local n=${1:-99} i=0 ns want
 
 	_modprobe nfit
 	_modprobe nd_pmem
 	for ns in $(ndctl list -N -i | sed -n 's/.*"dev":"\(namespace[0-9]*\.[0-9]*\)".*/\1/p' | sort); do
-		[ $i -lt "$n" ] || break
-		# Already fsdax (a later boot of the same NVDIMM files): keep it.
-		ndctl list -n "$ns" | grep -q '"mode":"fsdax"' ||
-			ndctl create-namespace -f -e "$ns" -m fsdax > /dev/null
+		want=raw
+		[ $i -lt "$n" ] && want=fsdax
+		# Already so (a later boot of the same NVDIMM files): kept.
+		ndctl list -n "$ns" | grep -q "\"mode\":\"$want\"" ||
+			ndctl create-namespace -f -e "$ns" -m $want > /dev/null
 		i=$((i + 1))
 	done
 	udevadm settle 2>/dev/null || true
