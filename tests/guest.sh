@@ -3,14 +3,14 @@
 #
 # Runs inside the test VM, chrooted into the host root (tests/vm/init).
 # PMC_TEST=name runs tests/cases/name; PMC_SCRIPT=path runs that script;
-# PMC_TESTS=name:timeout,... runs those tests in this boot, one after the
-# other (tests/guest-batch.sh).
+# PMC_BATCH=1 runs the tests listed in PMC_WORK/tests in this boot, one
+# after the other (tests/guest-batch.sh).
 # Writes PMC_WORK/result ("pass", "fail: why" or "skip: why"),
 # PMC_WORK/output (everything the test printed) and PMC_WORK/dmesg.
 
 set -u
 cd "$PMC_TOP" || exit 1
-if [ -n "${PMC_TESTS:-}" ] && [ -z "${PMC_TEST:-}" ]; then
+if [ "${PMC_BATCH:-0}" = 1 ] && [ -z "${PMC_TEST:-}" ]; then
 	exec bash "$PMC_TOP/tests/guest-batch.sh"
 fi
 export DM_DISABLE_UDEV=1

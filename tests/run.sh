@@ -90,6 +90,13 @@ report() {
 		bad="$bad
 $(head -n 20 "$work/kmemleak")"
 	fi
+	# Found after the module was unloaded (a shared boot scans again):
+	# its addresses no longer have names, only module space.
+	if grep -q -E 'dm_pmemcache|\] 0xffffffff[a-f]' "$work/kmemleak.unload" 2>/dev/null; then
+		res="fail: kmemleak: an object left unreferenced when dm_pmemcache (or a module the test unloaded) went"
+		bad="$bad
+$(head -n 20 "$work/kmemleak.unload")"
+	fi
 	case "$res" in
 	pass)
 		echo "ok $n - $t (${secs}s)"
@@ -129,8 +136,8 @@ boot() {
 	# The emulated debug kernel has hung, rarely, right after starting
 	# /init, before the test began: boot once more, and say so.
 	if [ $qrc -eq 125 ]; then
-		echo "# $work: the VM hung before the test started; booting again"
-		cp "$work/console.log" "$work/console.hung"
+		echo "# ${work##*/}: the VM hung before the guest started; booting again"
+		cp "$work/console.log" "$results/console.hung.$boots"
 		boots=$((boots + 1))
 		PMC_CPU=${cpu:-max} PMC_MEM=${mem:-2G} PMC_BOOT_LIMIT=$boot_limit \
 			pmc_boot "$work" "$tmo" "$@"
@@ -167,22 +174,49 @@ run_alone() {
 	report "$t" $(( $(date +%s) - t0 )) "$qrc"
 }
 
+# watch_shared WORK NAME...: while the shared boot of WORK runs, stop it when
+# a test has run for its time limit and a minute more (the guest's own
+# limit did not end it: the kernel is stuck), its result saying so.
+watch_shared() {
+	local work=$1 t tmo since
+
+	shift
+	for t in "$@"; do
+		tmo=$(timeout_of "$t")
+		while [ ! -d "$work/$t" ]; do sleep 5; done
+		since=$(date +%s)
+		while [ ! -f "$work/$t/secs" ]; do
+			if [ $(( $(date +%s) - since )) -gt $((tmo + 60)) ]; then
+				echo "fail: timed out after ${tmo}s (the guest was stuck; the host stopped the VM)" \
+					> "$work/$t/result"
+				pkill -f -- "pmc.work=$work "
+				return
+			fi
+			sleep 5
+		done
+	done
+}
+
 # run_shared NAME...: the tests one after the other in shared boots
 # (tests/guest-batch.sh puts the machine back as a fresh boot left it
 # between two).  A test that fails ends its boot; the next boot, with
 # fresh NVDIMM and disk files, goes on with the tests left.
 run_shared() {
-	local left=("$@") work=$results/.shared t spec tmo secs started
+	local left=("$@") work=$results/.shared t tmo secs started wpid why
 
 	while [ ${#left[@]} -gt 0 ]; do
 		rm -rf "$work"
 		mkdir -p "$work"
-		spec="" tmo=60
+		tmo=$boot_limit
 		for t in "${left[@]}"; do
-			spec="$spec${spec:+,}$t:$(timeout_of "$t")"
+			echo "$t $(timeout_of "$t")"
 			tmo=$((tmo + $(timeout_of "$t") + 30))
-		done
-		boot "$work" "$tmo" "pmc.tests=$spec"
+		done > "$work/tests"
+		watch_shared "$work" "${left[@]}" &
+		wpid=$!
+		boot "$work" "$tmo" "pmc.batch=1"
+		kill "$wpid" 2> /dev/null
+		wait "$wpid" 2> /dev/null
 		started=()
 		for t in "${left[@]}"; do
 			[ -d "$work/$t" ] && started+=("$t")
@@ -203,20 +237,30 @@ for line in open(log, "rb"):
     (parts[cur] if cur else head).append(line)
 for name in names:
     with open(os.path.join(os.path.dirname(log), name, "console.log"), "wb") as f:
-        f.writelines(parts.get(name, head))
+        f.writelines(parts.get(name, [b"(no start marker in the console log)\n"]))
 PY
 		for t in "${started[@]}"; do
 			rm -rf "${results:?}/$t"
 			mv "$work/$t" "$results/$t"
 			cp "$work/output" "$results/$t/batch.log" 2>/dev/null
+			# What the guest found wrong after the test (a reset
+			# that failed, a kernel report): the test fails.
+			why=$(cat "$results/$t/reset" 2>/dev/null)
+			if [ -n "$why" ] && [ "$(cat "$results/$t/result")" = pass ]; then
+				echo "fail: after the test: $why" > "$results/$t/result"
+			fi
 			secs=$(cat "$results/$t/secs" 2>/dev/null || echo "?")
 			report "$t" "$secs" "$( [ -f "$results/$t/result" ] && echo 0 || echo "$qrc")"
 		done
 		if [ ${#started[@]} -eq 0 ]; then
 			# Not even the first test started: it fails, the
 			# rest go on.
+			rm -rf "${results:?}/${left[0]}"
 			mkdir -p "$results/${left[0]}"
 			cp "$work/console.log" "$results/${left[0]}/console.log"
+			[ "$qrc" -eq 125 ] ||
+				echo "fail: the boot ended before the test started (QEMU status $qrc)" \
+					> "$results/${left[0]}/result"
 			report "${left[0]}" 0 "$qrc"
 			started=("${left[0]}")
 		fi
@@ -225,6 +269,9 @@ PY
 	rm -rf "$work"
 }
 
+echo "TAP version 13"
+echo "# kernel $PMC_KVER"
+echo "1..${#tests[@]}"
 # Tests that need a VM of their own: several boots, another CPU model
 # or more memory.  The others share boots.
 alone=() shared=()
@@ -245,9 +292,6 @@ for t in "${tests[@]}"; do
 done
 cpu='' mem=''
 
-echo "TAP version 13"
-echo "# kernel $PMC_KVER"
-echo "1..${#tests[@]}"
 [ ${#shared[@]} -gt 0 ] && run_shared "${shared[@]}"
 for t in "${alone[@]}"; do
 	cpu=$(setting "$t" QEMU_CPU) mem=$(setting "$t" VM_MEM)

@@ -53,8 +53,13 @@ _pmem_setup() {
 		want=raw
 		[ $i -lt "$n" ] && want=fsdax
 		# Already so (a later boot of the same NVDIMM files): kept.
-		ndctl list -n "$ns" | grep -q "\"mode\":\"$want\"" ||
+		if ! ndctl list -n "$ns" | grep -q "\"mode\":\"$want\""; then
 			ndctl create-namespace -f -e "$ns" -m $want > /dev/null
+			# Back to raw from fsdax: zeroed, as on a fresh boot
+			# (ndctl wipes only the info block, not the memmap).
+			[ $want = fsdax ] || blkdiscard -f -z "/dev/$(ndctl list -n "$ns" |
+				sed -n 's/.*"blockdev":"\([^"]*\)".*/\1/p')" 2> /dev/null
+		fi
 		i=$((i + 1))
 	done
 	udevadm settle 2>/dev/null || true

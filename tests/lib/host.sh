@@ -7,6 +7,8 @@
 # Everything downloaded or built is kept in $PMC_CACHE between runs.
 
 PMC_TOP=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+# shellcheck source=tests/lib/kernel-log.sh
+. "$PMC_TOP/tests/lib/kernel-log.sh"
 PMC_CACHE=${PMC_CACHE:-/var/cache/dm-pmemcache}
 PMC_PACKAGES="qemu-system-x86 qemu-utils busybox-static linux-headers-amd64
 	kmod cpio gzip xz-utils make gcc libc6-dev ndctl daxctl lvm2 dmsetup
@@ -227,10 +229,6 @@ pmc_wait_boot() {
 	wait "$pid"
 }
 
-# Lines of a kernel log that fail a run whatever the test said.
-PMC_BAD_LOG='BUG:|WARNING:|Oops|general protection|Kernel panic|blocked for more than|KASAN:|UBSAN:|unreferenced object|possible circular locking|possible recursive locking|sleeping function called from invalid context|Call Trace:'
-PMC_LOADED='dm_pmemcache: loading out-of-tree module'
-
 # pmc_fresh_work DIR: prepare everything, empty DIR and build the module
 # (for the scripts that boot one VM of their own: bench, profile).
 pmc_fresh_work() {
@@ -238,30 +236,4 @@ pmc_fresh_work() {
 	rm -rf "$1"
 	mkdir -p "$1"
 	pmc_build_module "$1/build.log"
-}
-
-# pmc_bad_log_lines FILE...: the lines of kernel logs that fail a run,
-# from the first load of dm_pmemcache on (the whole log if it was never
-# loaded).  A report before that cannot come from the module or the test:
-# pmc_early_log_lines prints those.
-pmc_bad_log_lines() {
-	local f
-
-	for f in "$@"; do
-		[ -f "$f" ] || continue
-		if grep -a -q "$PMC_LOADED" "$f"; then
-			sed -n "/$PMC_LOADED/,\$p" "$f"
-		else
-			cat "$f"
-		fi | grep -a -E "$PMC_BAD_LOG"
-	done
-}
-
-pmc_early_log_lines() {
-	local f
-
-	for f in "$@"; do
-		[ -f "$f" ] && grep -a -q "$PMC_LOADED" "$f" &&
-			sed -n "1,/$PMC_LOADED/p" "$f" | grep -a -E "$PMC_BAD_LOG"
-	done
 }
