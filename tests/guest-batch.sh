@@ -65,17 +65,11 @@ reset() {
 	w=$(comm -13 <(echo "$fresh_mounts") <(mounts))
 	[ -z "$w" ] || { echo "mounts left: $w"; return 1; }
 
-	# On the debug kernel: what became unreferenced when dm_pmemcache
-	# was unloaded (after the test's own scans).  kmemleak reports no
-	# object younger than 5 s.
-	if [ -w /sys/kernel/debug/kmemleak ]; then
-		sleep 6
-		echo scan > /sys/kernel/debug/kmemleak
-		echo scan > /sys/kernel/debug/kmemleak
-		cat /sys/kernel/debug/kmemleak > "$root/$t/kmemleak.unload"
-		echo clear > /sys/kernel/debug/kmemleak
-		step "kmemleak"
-	fi
+	# Not scanned again for kmemleak after the test's rmmod: a scan
+	# takes minutes on the emulated debug kernel.  What became
+	# unreferenced only when dm_pmemcache was unloaded is found by the
+	# next test's first scan (and fails that test, naming dm_pmemcache
+	# if the module sits at the same address again).
 
 	# Bad blocks a test injected (the badblocks file): the namespace
 	# set up again, which reads the list anew from the platform (none
