@@ -45,7 +45,8 @@ fresh_taints=$(bad_taints)
 namespace_of() {
 	ndctl list -N | python3 -c '
 import json, sys
-for ns in json.load(sys.stdin):
+j = json.load(sys.stdin)
+for ns in j if isinstance(j, list) else [j]:
     if ns.get("blockdev") == sys.argv[1]:
         print(ns["dev"], ns["mode"])' "$1"
 }
