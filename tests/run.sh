@@ -90,13 +90,6 @@ report() {
 		bad="$bad
 $(head -n 20 "$work/kmemleak")"
 	fi
-	# Found after the module was unloaded (a shared boot scans again):
-	# its addresses no longer have names, only module space.
-	if grep -q -E 'dm_pmemcache|\] 0xffffffff[a-f]' "$work/kmemleak.unload" 2>/dev/null; then
-		res="fail: kmemleak: an object left unreferenced when dm_pmemcache (or a module the test unloaded) went"
-		bad="$bad
-$(head -n 20 "$work/kmemleak.unload")"
-	fi
 	case "$res" in
 	pass)
 		echo "ok $n - $t (${secs}s)"
