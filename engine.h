@@ -125,8 +125,10 @@ struct pmc_block {
  * @crc_seed: crc32c of the superblock's uuid
  * @blocks: in-memory state, one per data block
  * @lock: protects @index, @free, @superseded, @nr_free, @nr_writeback,
- *        @seq_open, @epoch_writes, the fields of every struct pmc_block,
- *        @cleaner and @loaded
+ *        @nr_wb_superseded, @seq_open, @epoch_writes, the fields of every
+ *        struct pmc_block, @wb_upto, @wb_upto_done, @wb_active,
+ *        @wb_age_due, and the writes of @suspended (read locklessly
+ *        with READ_ONCE where a stale value only delays)
  * @index: struct pmc_block by origin block
  * @free: free blocks, entries already zeroed on media
  * @superseded: blocks replaced by a newer write, freed once it commits
@@ -155,12 +157,14 @@ struct pmc_block {
  * @wb_upto_done: writeback found no block left up to @wb_upto
  * @wb_active: writeback went above high_watermark, runs to low_watermark
  * @wb_age_due: the max_age timer asks for a pass over old blocks
- * @cleaner: cleaner mode (option or message)
+ * @cleaner: cleaner mode (option or message); set once, with WRITE_ONCE,
+ *           read locklessly
  * @wb_failing: the last writeback batch had a failed block
  * @went_around: a write went around the cache because of @wb_failing
  * @flush_on_suspend: write back everything when suspended
  * @suspended: no writeback, no timers
- * @loaded: the index was built from the media
+ * @loaded: the index was built from the media (set in preresume, while
+ *          @suspended still turns messages away)
  * @wb_errors: origin write errors seen by writeback
  * @media_errors: machine checks seen reading the cache
  * @meta_errors: entries found corrupt when loading

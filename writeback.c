@@ -116,13 +116,20 @@ static bool pmc_wb_wanted(struct pmemcache *pc, bool *active)
 	return *active;
 }
 
-/* Blocks to write back to go down to low_watermark.  Under pc->lock. */
+/*
+ * Blocks to write back to go down to low_watermark; at least one when no
+ * block is free, as writers may wait for one (low_watermark 100 would
+ * otherwise write back nothing, ever).
+ */
 static u64 pmc_above_low(struct pmemcache *pc)
 {
 	u64 used = pmc_usable(pc) - pc->nr_free;
 	u64 low = div64_u64(pmc_usable(pc) * pc->opts.val[PMC_OPT_LOW_WATERMARK], 100);
 
-	return used > low ? used - low : 0;
+	lockdep_assert_held(&pc->lock);
+	if (used > low)
+		return used - low;
+	return pc->nr_free ? 0 : 1;
 }
 
 /*
