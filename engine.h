@@ -125,10 +125,12 @@ struct pmc_block {
  * @crc_seed: crc32c of the superblock's uuid
  * @blocks: in-memory state, one per data block
  * @lock: protects @index, @free, @superseded, @nr_free, @nr_writeback,
- *        @nr_wb_superseded, @seq_open, @epoch_writes, the fields of every
- *        struct pmc_block, @wb_upto, @wb_upto_done, @wb_active,
- *        @wb_age_due, and the writes of @suspended (read locklessly
- *        with READ_ONCE where a stale value only delays)
+ *        @nr_wb_superseded, @seq_open, @committed, @epoch_writes, the
+ *        fields of every struct pmc_block but @filling, @wb_upto,
+ *        @wb_upto_done, @wb_active, @wb_age_due, and the writes of
+ *        @suspended.  Some of them are also read without it (READ_ONCE,
+ *        or a plain read of a counter) where a stale value only delays
+ *        or hastens writeback or a commit.
  * @index: struct pmc_block by origin block
  * @free: free blocks, entries already zeroed on media
  * @superseded: blocks replaced by a newer write, freed once it commits
@@ -163,8 +165,9 @@ struct pmc_block {
  * @went_around: a write went around the cache because of @wb_failing
  * @flush_on_suspend: write back everything when suspended
  * @suspended: no writeback, no timers
- * @loaded: the index was built from the media (set in preresume, while
- *          @suspended still turns messages away)
+ * @loaded: the index was built from the media (set in preresume; the
+ *          flush message, the one that reads it, is turned away while
+ *          @suspended)
  * @wb_errors: origin write errors seen by writeback
  * @media_errors: machine checks seen reading the cache
  * @meta_errors: entries found corrupt when loading

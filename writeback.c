@@ -107,7 +107,7 @@ static bool pmc_wb_wanted(struct pmemcache *pc, bool *active)
 {
 	u64 used = pmc_used_percent(pc);
 
-	if (atomic_read(&pc->wb_all) || pc->cleaner)
+	if (atomic_read(&pc->wb_all) || READ_ONCE(pc->cleaner))
 		return true;
 	if (used >= pc->opts.val[PMC_OPT_HIGH_WATERMARK])
 		*active = true;
@@ -329,7 +329,7 @@ void pmc_writeback_work(struct work_struct *w)
 			min_age = msecs_to_jiffies(pc->opts.val[PMC_OPT_MAX_AGE]) ?: 1;
 		}
 		if (want && !min_age && !atomic_read(&pc->wb_all) &&
-		    !pc->cleaner)
+		    !READ_ONCE(pc->cleaner))
 			max = min_t(u64, max, pmc_above_low(pc));
 		n = want ? pmc_wb_pick(pc, &blocks, max, min_age) : 0;
 		if (!n) {
