@@ -3,8 +3,14 @@
  * pmc-crashwl (built as tests/bin/pmc_crashwl): the workload of the power-cut enumeration, and the check of
  * what a device holds after it.
  *
- *   pmc_crashwl run DEV LOG < SCRIPT   run SCRIPT against DEV, log to LOG
+ *   pmc_crashwl run DEV LOG [append] < SCRIPT
+ *                                      run SCRIPT against DEV, log to LOG
+ *                                      (append: after what LOG holds, with
+ *                                      versions above those it names)
  *   pmc_crashwl verify DEV LOG FIRST N check blocks FIRST..FIRST+N-1
+ *   pmc_crashwl restart DEV LOG FIRST N
+ *                                      verify, then log what each block
+ *                                      holds as a restart's starting point
  *   pmc_crashwl replay LOGDEV DEV      apply a dm-log-writes log to DEV
  *   pmc_crashwl ctl < SCRIPT           set-up lines, without a log:
  *                                      m/M as in run, "z DEV" zeroes the
@@ -41,20 +47,26 @@
  *                 that the commit runs in a task that wrote nothing
  *   m OP NAME ... a device-mapper command through the DM ioctls (see
  *                 dm_cmd()); it must succeed.  M: the same, may fail
+ *   x LINE        LINE run by a child process (its stores into the cache
+ *                 are another task's, which this process never fences)
  * The first failure ends the run (after a power cut every write fails), and
  * so does a power cut of the persistence checker (its persist_cut module
  * parameter no longer "none"), seen after each command.
  *
  * LOG, a line an event: "P B V" a write of version V of block B is about
  * to be issued; "A B V" it completed (acknowledged); "D B" B discarded;
- * "F" a flush completed; "E ..." the failure that ended the run; "END".
+ * "F" a flush completed; "E ..." the failure that ended the run; "END";
+ * "R B V" (or "R B Z", zeroes) what B held when the device was activated
+ * again after a power cut, and a run appended after it went on from.
  *
  * verify applies the guarantees: a write acknowledged before a flush that
  * completed (or written with O_DSYNC) is there or was overwritten by a
  * later write of the block; any other content of a block is a version of
  * that block that was written (or version 0), or zeroes after a discard;
  * never a version older than the last durable one, never another block's
- * data, never bytes that no write made.  Exits 1 and says which block
+ * data, never bytes that no write made.  After an R line a block holds
+ * what it held then, or a version written since: what a restart found
+ * is durable, and what it did not find never comes back.  Exits 1 and says which block
  * broke which guarantee.
  */
 
@@ -69,8 +81,10 @@
 #include <string.h>
 #include <linux/dm-ioctl.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #define BS		4096
@@ -309,105 +323,174 @@ static int do_ctl(void)
 	return 0;
 }
 
-static int do_run(const char *dev, const char *logname)
+/* The state of pmc_crashwl run, shared with the children of x lines. */
+struct run_state {
+	const char *dev;
+	FILE *log;
+	uint64_t *buf;
+	uint64_t *ver;		/* the last version written (shared memory) */
+	int fd, fds;
+};
+
+/*
+ * One line of the script.  Returns 0, 1 when it failed (said in the log:
+ * the run ends), or 2 for a bad line.
+ */
+static int run_line(struct run_state *st, const char *line)
 {
-	FILE *log = fopen(logname, "w");
-	uint64_t *buf = block_buf(MAX_RUN);
-	uint64_t ver = 0;
+	unsigned long long b = 0, n = 1, i;
+	char op = line[0];
+	FILE *log = st->log;
+
+	if (op == 'o') {
+		st->fd = open(st->dev, O_RDWR | O_DIRECT);
+		st->fds = open(st->dev, O_RDWR | O_DIRECT | O_DSYNC);
+		if (st->fd < 0 || st->fds < 0) {
+			fprintf(log, "E open %s: %s\n", st->dev, strerror(errno));
+			return 1;
+		}
+	} else if (op == 'c') {
+		close(st->fd);
+		close(st->fds);
+		st->fd = st->fds = -1;
+	} else if (op == 'w' || op == 's') {
+		uint64_t *buf = st->buf;
+
+		if (sscanf(line + 1, "%llu %llu", &b, &n) < 1 ||
+		    n < 1 || n > MAX_RUN)
+			return 2;
+		for (i = 0; i < n; i++) {
+			pattern(buf + i * (BS / 8), b + i, ++*st->ver);
+			fprintf(log, "P %llu %" PRIu64 "\n", b + i, *st->ver);
+		}
+		if (pwrite(op == 's' ? st->fds : st->fd, buf, n * BS, b * BS) !=
+		    (ssize_t)(n * BS)) {
+			fprintf(log, "E %s: %s\n", line, strerror(errno));
+			return 1;
+		}
+		for (i = 0; i < n; i++)
+			fprintf(log, "%c %llu %" PRIu64 "\n",
+				op == 's' ? 'S' : 'A', b + i,
+				buf[i * (BS / 8) + 2]);
+	} else if (op == 'f') {
+		if (fdatasync(st->fd)) {
+			fprintf(log, "E %s: %s\n", line, strerror(errno));
+			return 1;
+		}
+		fprintf(log, "F\n");
+	} else if (op == 'g') {
+		char cmd[300];
+
+		snprintf(cmd, sizeof(cmd),
+			 "dd if=/dev/null of=%s conv=notrunc,fdatasync status=none",
+			 st->dev);
+		if (system(cmd)) {
+			fprintf(log, "E %s: flush failed\n", line);
+			return 1;
+		}
+		fprintf(log, "F\n");
+	} else if (op == 'd') {
+		uint64_t r[2];
+
+		if (sscanf(line + 1, "%llu %llu", &b, &n) != 2)
+			return 2;
+		r[0] = b * BS;
+		r[1] = n * BS;
+		/* Logged first: a cut may leave it half done. */
+		for (i = 0; i < n; i++)
+			fprintf(log, "D %llu\n", b + i);
+		if (ioctl(st->fd, BLKDISCARD, r)) {
+			fprintf(log, "E %s: %s\n", line, strerror(errno));
+			return 1;
+		}
+	} else if ((op == 'm' || op == 'M') && line[1] == ' ') {
+		char err[1200];
+
+		if (dm_cmd(line + 2, err, sizeof(err)) && op == 'm') {
+			fprintf(log, "E %s\n", err);
+			return 1;
+		}
+	} else if (op == 'x' && line[1] == ' ' && line[2] != 'x') {
+		int status;
+		pid_t pid;
+
+		/* In a child process: its stores are another task's. */
+		fflush(log);
+		pid = fork();
+		if (pid < 0)
+			die("fork");
+		if (!pid) {
+			int r = run_line(st, line + 2);
+
+			fflush(log);
+			_exit(r);
+		}
+		if (waitpid(pid, &status, 0) != pid)
+			die("waitpid");
+		if (!WIFEXITED(status)) {
+			fprintf(log, "E %s: the child died\n", line);
+			return 1;
+		}
+		return WEXITSTATUS(status);
+	} else {
+		return 2;
+	}
+	return 0;
+}
+
+/* The highest version an earlier run logged in @logname (0: none). */
+static uint64_t last_version(const char *logname)
+{
+	FILE *log = fopen(logname, "r");
 	char line[512];
-	int fd = -1, fds = -1;
+	uint64_t b, v, max = 0;
 
 	if (!log)
+		return 0;
+	while (fgets(line, sizeof(line), log))
+		if ((line[0] == 'P' || line[0] == 'R') &&
+		    sscanf(line + 2, "%" SCNu64 " %" SCNu64, &b, &v) == 2 &&
+		    v > max)
+			max = v;
+	fclose(log);
+	return max;
+}
+
+static int do_run(const char *dev, const char *logname, int append)
+{
+	struct run_state st = { .dev = dev, .fd = -1, .fds = -1 };
+	char line[512];
+
+	st.ver = mmap(NULL, sizeof(*st.ver), PROT_READ | PROT_WRITE,
+		      MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	if (st.ver == MAP_FAILED)
+		die("mmap");
+	*st.ver = append ? last_version(logname) : 0;
+	st.log = fopen(logname, append ? "a" : "w");
+	if (!st.log)
 		die(logname);
-	setvbuf(log, NULL, _IOLBF, 0);
+	setvbuf(st.log, NULL, _IOLBF, 0);
+	st.buf = block_buf(MAX_RUN);
 	while (fgets(line, sizeof(line), stdin)) {
-		unsigned long long b = 0, n = 1, i;
-		char op = line[0];
+		int r;
 
 		line[strcspn(line, "\n")] = 0;
-		if (op == '#' || op == 0)
+		if (line[0] == '#' || line[0] == 0)
 			continue;
-		if (op == 'o') {
-			fd = open(dev, O_RDWR | O_DIRECT);
-			fds = open(dev, O_RDWR | O_DIRECT | O_DSYNC);
-			if (fd < 0 || fds < 0) {
-				fprintf(log, "E open %s: %s\n", dev, strerror(errno));
-				break;
-			}
-		} else if (op == 'c') {
-			close(fd);
-			close(fds);
-			fd = fds = -1;
-		} else if (op == 'w' || op == 's') {
-			if (sscanf(line + 1, "%llu %llu", &b, &n) < 1 ||
-			    n < 1 || n > MAX_RUN) {
-				fprintf(stderr, "bad line: %s\n", line);
-				return 2;
-			}
-			for (i = 0; i < n; i++) {
-				pattern(buf + i * (BS / 8), b + i, ++ver);
-				fprintf(log, "P %llu %" PRIu64 "\n", b + i, ver);
-			}
-			if (pwrite(op == 's' ? fds : fd, buf, n * BS, b * BS) !=
-			    (ssize_t)(n * BS)) {
-				fprintf(log, "E %s: %s\n", line, strerror(errno));
-				break;
-			}
-			for (i = 0; i < n; i++)
-				fprintf(log, "%c %llu %" PRIu64 "\n",
-					op == 's' ? 'S' : 'A', b + i,
-					buf[i * (BS / 8) + 2]);
-		} else if (op == 'f') {
-			if (fdatasync(fd)) {
-				fprintf(log, "E %s: %s\n", line, strerror(errno));
-				break;
-			}
-			fprintf(log, "F\n");
-		} else if (op == 'g') {
-			char cmd[300];
-
-			snprintf(cmd, sizeof(cmd),
-				 "dd if=/dev/null of=%s conv=notrunc,fdatasync status=none",
-				 dev);
-			if (system(cmd)) {
-				fprintf(log, "E %s: flush failed\n", line);
-				break;
-			}
-			fprintf(log, "F\n");
-		} else if (op == 'd') {
-			uint64_t r[2];
-
-			if (sscanf(line + 1, "%llu %llu", &b, &n) != 2) {
-				fprintf(stderr, "bad line: %s\n", line);
-				return 2;
-			}
-			r[0] = b * BS;
-			r[1] = n * BS;
-			/* Logged first: a cut may leave it half done. */
-			for (i = 0; i < n; i++)
-				fprintf(log, "D %llu\n", b + i);
-			if (ioctl(fd, BLKDISCARD, r)) {
-				fprintf(log, "E %s: %s\n", line, strerror(errno));
-				break;
-			}
-		} else if ((op == 'm' || op == 'M') && line[1] == ' ') {
-			char err[1200];
-
-			if (dm_cmd(line + 2, err, sizeof(err)) && op == 'm') {
-				fprintf(log, "E %s\n", err);
-				break;
-			}
-		} else {
+		r = run_line(&st, line);
+		if (r == 2) {
 			fprintf(stderr, "bad line: %s\n", line);
 			return 2;
 		}
+		if (r)
+			break;
 		if (power_cut()) {
-			fprintf(log, "E power cut after: %s\n", line);
+			fprintf(st.log, "E power cut after: %s\n", line);
 			break;
 		}
 	}
-	fprintf(log, "END\n");
-	fclose(log);
+	fprintf(st.log, "END\n");
+	fclose(st.log);
 	return 0;
 }
 
@@ -434,13 +517,13 @@ static int written(const struct blk_state *s, uint64_t v)
 }
 
 static int do_verify(const char *dev, const char *logname, uint64_t first,
-		     uint64_t n)
+		     uint64_t n, int record)
 {
 	struct blk_state *st = calloc(n, sizeof(*st));
 	uint64_t *buf = block_buf(1), *want = block_buf(1);
 	FILE *log = fopen(logname, "r");
 	char line[512];
-	int fd, bad = 0;
+	int fd, k, bad = 0;
 	uint64_t b, v, i;
 
 	if (!log)
@@ -464,13 +547,31 @@ static int do_verify(const char *dev, const char *logname, uint64_t first,
 			}
 			continue;
 		}
-		if (op != 'P' && op != 'A' && op != 'S' && op != 'D')
+		if (op != 'P' && op != 'A' && op != 'S' && op != 'D' &&
+		    op != 'R')
 			continue;
-		if (sscanf(line + 2, "%" SCNu64 " %" SCNu64, &b, &v) < 1 ||
-		    b < first || b >= first + n)
+		k = sscanf(line + 2, "%" SCNu64 " %" SCNu64, &b, &v);
+		if (k < 1 || b < first || b >= first + n)
 			continue;
 		s = &st[b - first];
-		if (op == 'P') {
+		if (op == 'R') {
+			/*
+			 * What a restart read: from then on the block holds
+			 * that or what is written after it.
+			 */
+			s->nr = 0;
+			s->acked = 0;
+			s->floor = 0;
+			s->floor_set = k == 2;
+			s->discarded = k < 2;
+			if (k == 2) {
+				s->floor = v;
+				s->vers = realloc(s->vers, sizeof(v));
+				if (!s->vers)
+					die("realloc");
+				s->vers[s->nr++] = v;
+			}
+		} else if (op == 'P') {
 			s->vers = realloc(s->vers, (s->nr + 1) * sizeof(v));
 			if (!s->vers)
 				die("realloc");
@@ -531,8 +632,24 @@ static int do_verify(const char *dev, const char *logname, uint64_t first,
 			       buf[0] == MAGIC ? buf[2] : (uint64_t)-1, s->floor);
 			bad++;
 		}
+		s->floor = buf[0] == MAGIC ? buf[2] : (uint64_t)-1;
 	}
 	close(fd);
+	if (record && !bad) {
+		log = fopen(logname, "a");
+		if (!log)
+			die(logname);
+		fprintf(log, "# restart\n");
+		for (b = first; b < first + n; b++) {
+			if (st[b - first].floor == (uint64_t)-1)
+				fprintf(log, "R %" PRIu64 " Z\n", b);
+			else
+				fprintf(log, "R %" PRIu64 " %" PRIu64 "\n", b,
+					st[b - first].floor);
+		}
+		if (fclose(log))
+			die(logname);
+	}
 	printf("%d bad block(s) of %" PRIu64 "\n", bad, n);
 	return bad ? 1 : 0;
 }
@@ -638,10 +755,14 @@ int main(int argc, char **argv)
 	if (argc == 2 && !strcmp(argv[1], "ctl"))
 		return do_ctl();
 	if (argc == 4 && !strcmp(argv[1], "run"))
-		return do_run(argv[2], argv[3]);
-	if (argc == 6 && !strcmp(argv[1], "verify"))
+		return do_run(argv[2], argv[3], 0);
+	if (argc == 5 && !strcmp(argv[1], "run") && !strcmp(argv[4], "append"))
+		return do_run(argv[2], argv[3], 1);
+	if (argc == 6 && (!strcmp(argv[1], "verify") ||
+			  !strcmp(argv[1], "restart")))
 		return do_verify(argv[2], argv[3], strtoull(argv[4], NULL, 0),
-				 strtoull(argv[5], NULL, 0));
-	fprintf(stderr, "usage: pmc_crashwl run DEV LOG < SCRIPT | verify DEV LOG FIRST N | replay LOGDEV DEV | ctl < SCRIPT\n");
+				 strtoull(argv[5], NULL, 0),
+				 !strcmp(argv[1], "restart"));
+	fprintf(stderr, "usage: pmc_crashwl run DEV LOG [append] < SCRIPT | verify|restart DEV LOG FIRST N | replay LOGDEV DEV | ctl < SCRIPT\n");
 	return 2;
 }

@@ -26,17 +26,27 @@
 #                             cuts at FROM, FROM+STEP, ... TO; counts into
 #                             PC_POINTS and PC_BROKEN, keeps the first bad
 #                             one in PC_FIRST_BAD
+#   _pc_double K1 K2          two cuts: at fence K1 of the workload, then,
+#                             after an activation that recovers the cache,
+#                             at fence K2 of a second workload (_pc_script2)
+#   _pc_doubles N             up to N of the fences K1 whose cut left
+#                             uncommitted blocks for recovery to drop (as
+#                             _pc_enumerate fence found them: PC_DROPS),
+#                             spread over them, each with every K2;
+#                             counts as _pc_enumerate
 
 PC_P=/sys/module/dm_pmemcache/parameters
 PC_WL=$PMC_TOP/tests/bin/pmc_crashwl
 PC_LOG=/tmp/pc.log
-PC_NB=40			# blocks the workload touches
+PC_NB=42			# blocks the workload touches
 PC_LEN=$((64 * 2048))		# origin: 64 MiB of vda (and as much for
 				# the replay and the log)
 PC_CACHE_SECTORS=$((8 * 2048))	# cache: 8 MiB of pmem0
 PC_POINTS=0
 PC_BROKEN=0
 PC_FIRST_BAD=
+PC_DOUBLES=0			# second cuts made
+PC_DROPS=			# fences whose cut left uncommitted blocks
 
 PC_FLUSH_MODE=${PC_FLUSH_MODE:-auto}
 PC_BLOCK=${PC_BLOCK:-4096}
@@ -57,11 +67,16 @@ _pc_table() {
 # a discard, suspend/resume, a clean shutdown and a second activation;
 # at its end a block superseded by a write that another process commits
 # (its entry zeroed there), then written back (an entry that commit
-# did not make durable would bring the first version back), and a block
+# did not make durable would bring the first version back), a block
 # written back twice, its first cache block left free while a later
 # write reuses the second (an entry left valid by writeback would bring
-# the first version back).  The writer's own process makes the dm
-# calls, so only g commits in a task that then stores nothing more.
+# the first version back), and two discarded blocks, the first written
+# again by another process into the cache block of the second, committed
+# and written back there before this process fences again (a discard
+# that did not fence its zeroed entries before freeing the blocks would
+# bring the first one's discarded version back).  The writer's own process makes the dm
+# calls, so only g and x lines commit in a task that then stores nothing
+# more.
 #
 # m lines are device-mapper commands (pmc_crashwl makes the ioctls: a
 # dmsetup process costs 0.25 s under emulation), M ones may fail.
@@ -129,6 +144,31 @@ _pc_script() {
 	m message pc flush
 	w 38
 	f
+	w 39 2
+	f
+	d 39 2
+	x s 39
+	x m message pc flush
+	w 41
+	f
+	c
+	EOF
+}
+
+# The workload after a first cut and the recovery: a write into the
+# cache block of a leftover of the cut (recovery puts them first on the
+# free list), the first commit of the sequence number those leftovers
+# carry, writeback and another commit: a leftover whose zeroing recovery
+# did not make durable would be revived by that commit.
+_pc_script2() {
+	cat <<-EOF
+	o
+	w 24
+	f
+	w 25 2
+	m message pc flush
+	w 26
+	f
 	c
 	EOF
 }
@@ -176,8 +216,11 @@ _pc_after() {
 		_fail "cannot replay the origin's log"
 	"$PC_WL" ctl <<< "m create origin 0 $PC_LEN linear /dev/mapper/oreplay 0" ||
 		_fail "cannot create the replayed origin"
+	PC_DROPPED=0
 	if ! "$PC_WL" ctl <<< "m create pc $PC_TABLE" 2> /tmp/pc.err; then
 		PC_BAD="$what: recovery refused the cache: $(dmesg | grep -i pmemcache | tail -n 2 | tr '\n' ' ' || true)"
+	elif ! PC_DROPPED=$(_pc_dropped); then
+		PC_BAD="$what: recovery said nothing of what it dropped"
 	elif ! "$PC_WL" verify /dev/mapper/pc "$PC_LOG" 0 $PC_NB > /tmp/pc.verify; then
 		PC_BAD="$what: on the cache: $(grep -v 'bad block' /tmp/pc.verify | head -n 3 | tr '\n' ' ' || true)"
 	elif ! "$PC_WL" ctl <<< "m message pc flush"; then
@@ -231,15 +274,22 @@ _pc_setup() {
 	[ -z "$PC_BAD" ] || _fail "a run without a cut broke a guarantee: $PC_BAD"
 }
 
+# How many uncommitted blocks the last activation dropped (its log line).
+_pc_dropped() {
+	dmesg | sed -n 's/.*commit [0-9]*, \([0-9]*\) uncommitted blocks dropped.*/\1/p' |
+		tail -n 1 | grep .
+}
+
 _pc_point() {
-	local kind=$1 k=$2 adv=${3:-0} seed=${4:-1}
+	local kind=$1 k=$2 adv=${3:-0} seed=${4:-1} check=${5:-check}
 
 	_pc_fresh
 	_pc_param adversary "$adv"
 	_pc_param seed "$seed"
 	_pc_param "cut_$kind" "$k"
 	"$PC_WL" run /dev/mapper/pc "$PC_LOG" < /tmp/pc.script > /dev/null 2>&1
-	_pc_after "$kind $k"
+	PC_BAD=
+	[ "$check" = nocheck ] || _pc_after "$kind $k"
 }
 
 _pc_enumerate() {
@@ -248,6 +298,10 @@ _pc_enumerate() {
 	for ((k = from; k <= to; k += step)); do
 		_pc_point "$kind" "$k" "$adv" "$((seed + k))"
 		PC_POINTS=$((PC_POINTS + 1))
+		if [ "$kind" = fence ] && [ "$adv" = 0 ] && [ -z "$PC_BAD" ] &&
+		   [ "$PC_DROPPED" -gt 0 ]; then
+			PC_DROPS="$PC_DROPS $k"
+		fi
 		if [ -n "$PC_BAD" ]; then
 			PC_BROKEN=$((PC_BROKEN + 1))
 			[ -n "$PC_FIRST_BAD" ] || PC_FIRST_BAD=$PC_BAD
@@ -255,6 +309,84 @@ _pc_enumerate() {
 			if [ "${PC_STOP_FIRST:-0}" = 1 ]; then
 				return 0
 			fi
+		fi
+	done
+	return 0
+}
+
+_pc_double() {
+	local k1=$1 k2=$2 cut
+
+	_pc_point fence "$k1" 0 1 nocheck
+	[ -z "$PC_BAD" ] || return 0
+	"$PC_WL" ctl <<< "M remove pc"
+	read -r cut < "$PC_P/persist_cut"
+	[ "$cut" != none ] || return 0
+	# The origin as the cut left it, in odata and oreplay, a fresh log.
+	_pc_param cut_fence 0
+	_pc_param cut_store 0
+	_pc_param reset 1
+	"$PC_WL" ctl <<-EOF || _fail "cannot remove the log-writes origin"
+	M remove origin
+	m remove olw
+	EOF
+	"$PC_WL" replay /dev/mapper/olog /dev/mapper/oreplay > /dev/null ||
+		_fail "cannot replay the origin's log"
+	dd if=/dev/mapper/oreplay of=/dev/mapper/odata bs=4096 count=$PC_NB \
+		iflag=direct oflag=direct status=none ||
+		_fail "cannot copy the replayed origin"
+	"$PC_WL" ctl <<-EOF || _fail "cannot set up the origin again"
+	z /dev/mapper/olog
+	m create olw 0 $PC_LEN log-writes /dev/mapper/odata /dev/mapper/olog
+	m create origin 0 $PC_LEN linear /dev/mapper/olw 0
+	EOF
+	_pc_param cut_fence "$k2"
+	# Recovery in a process of its own: what it stores stays pending
+	# until it fences, as the engine left it.
+	if ! "$PC_WL" ctl <<< "m create pc $PC_TABLE" 2> /tmp/pc.err; then
+		PC_BAD="fence $k1: recovery refused the cache: $(dmesg | grep -i pmemcache | tail -n 2 | tr '\n' ' ' || true)"
+		"$PC_WL" ctl <<< "M remove origin"
+		return 0
+	fi
+	read -r cut < "$PC_P/persist_cut"
+	if [ "$cut" = none ]; then
+		if ! "$PC_WL" restart /dev/mapper/pc "$PC_LOG" 0 $PC_NB > /tmp/pc.verify; then
+			PC_BAD="fence $k1: on the cache after the first cut: $(grep -v 'bad block' /tmp/pc.verify | head -n 3 | tr '\n' ' ' || true)"
+			"$PC_WL" ctl <<-EOF
+			M remove pc
+			M remove origin
+			EOF
+			return 0
+		fi
+		_pc_script2 | "$PC_WL" run /dev/mapper/pc "$PC_LOG" append > /dev/null 2>&1
+	fi
+	PC_FENCES2=$(cat "$PC_P/persist_fences")
+	_pc_after "fence $k1, then fence $k2 after recovery"
+}
+
+_pc_doubles() {
+	local n=$1 k1 k2 n2 j
+	local -a drops
+
+	read -r -a drops <<< "$PC_DROPS"
+	[ "${#drops[@]}" -ge "$n" ] || n=${#drops[@]}
+	for ((j = 0; j < n; j++)); do
+		k1=${drops[j * ${#drops[@]} / n]}
+		# The second workload's fences, the recovery's among them.
+		_pc_double "$k1" 0
+		PC_POINTS=$((PC_POINTS + 1))
+		n2=$PC_FENCES2
+		for ((k2 = 1; k2 <= n2; k2++)); do
+			[ -z "$PC_BAD" ] || break
+			_pc_double "$k1" "$k2"
+			PC_POINTS=$((PC_POINTS + 1))
+			PC_DOUBLES=$((PC_DOUBLES + 1))
+		done
+		if [ -n "$PC_BAD" ]; then
+			PC_BROKEN=$((PC_BROKEN + 1))
+			[ -n "$PC_FIRST_BAD" ] || PC_FIRST_BAD=$PC_BAD
+			echo "BROKEN: $PC_BAD"
+			[ "${PC_STOP_FIRST:-0}" = 1 ] && return 0
 		fi
 	done
 	return 0
