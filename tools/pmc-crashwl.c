@@ -501,6 +501,7 @@ struct blk_state {
 	int floor_set;		/* floor is binding (no discard since) */
 	int discarded;		/* discarded at some point */
 	int nr;			/* versions written */
+	int restarted;		/* an R line: only what it read, and later writes */
 	uint64_t *vers;
 };
 
@@ -508,7 +509,8 @@ static int written(const struct blk_state *s, uint64_t v)
 {
 	int i;
 
-	if (v == 0)
+	/* Version 0, the first contents, unless a restart read another. */
+	if (v == 0 && !s->restarted)
 		return 1;
 	for (i = 0; i < s->nr; i++)
 		if (s->vers[i] == v)
@@ -560,6 +562,7 @@ static int do_verify(const char *dev, const char *logname, uint64_t first,
 			 * that or what is written after it.
 			 */
 			s->nr = 0;
+			s->restarted = 1;
 			s->acked = 0;
 			s->floor = 0;
 			s->floor_set = k == 2;

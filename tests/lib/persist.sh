@@ -74,7 +74,9 @@ _pc_table() {
 # again by another process into the cache block of the second, committed
 # and written back there before this process fences again (a discard
 # that did not fence its zeroed entries before freeing the blocks would
-# bring the first one's discarded version back).  The writer's own process makes the dm
+# bring the first one's discarded version back; it relies on the free
+# list being last in, first out, and the discard releasing blocks in
+# origin order, so that the child takes the second block's cache block).  The writer's own process makes the dm
 # calls, so only g and x lines commit in a task that then stores nothing
 # more.
 #
@@ -155,11 +157,11 @@ _pc_script() {
 	EOF
 }
 
-# The workload after a first cut and the recovery: a write into the
-# cache block of a leftover of the cut (recovery puts them first on the
-# free list), the first commit of the sequence number those leftovers
-# carry, writeback and another commit: a leftover whose zeroing recovery
-# did not make durable would be revived by that commit.
+# The workload after a first cut and the recovery: a write (into the
+# lowest free cache block, which may be a leftover of the cut), the
+# first commit of the sequence number the leftovers carry, writeback and
+# another commit: a leftover whose zeroing recovery did not make durable
+# would be revived by that commit, or overtaken by the write's entry.
 _pc_script2() {
 	cat <<-EOF
 	o
@@ -264,8 +266,10 @@ _pc_setup() {
 	PC_TABLE=$(_pc_table)
 	_pc_script > /tmp/pc.script
 	_pc_fresh
-	"$PC_WL" run /dev/mapper/pc "$PC_LOG" < /tmp/pc.script
+	"$PC_WL" run /dev/mapper/pc "$PC_LOG" < /tmp/pc.script ||
+		_fail "pmc_crashwl run failed (a bad script line?)"
 	grep -q '^E ' "$PC_LOG" && _fail "the workload failed without a cut: $(grep '^E ' "$PC_LOG")"
+	[ "$(tail -n 1 "$PC_LOG")" = END ] || _fail "the workload's log does not end with END"
 	PC_FENCES=$(cat "$PC_P/persist_fences")
 	PC_STORES=$(cat "$PC_P/persist_stores")
 	echo "workload: $PC_FENCES fences, $PC_STORES stores without a cut"
@@ -317,6 +321,8 @@ _pc_enumerate() {
 _pc_double() {
 	local k1=$1 k2=$2 cut
 
+	PC_FENCES2=0
+	PC_CUT2=none
 	_pc_point fence "$k1" 0 1 nocheck
 	[ -z "$PC_BAD" ] || return 0
 	"$PC_WL" ctl <<< "M remove pc"
@@ -358,9 +364,20 @@ _pc_double() {
 			EOF
 			return 0
 		fi
-		_pc_script2 | "$PC_WL" run /dev/mapper/pc "$PC_LOG" append > /dev/null 2>&1
+		_pc_script2 | "$PC_WL" run /dev/mapper/pc "$PC_LOG" append > /dev/null 2>&1 ||
+			_fail "pmc_crashwl run failed (a bad line in _pc_script2?)"
 	fi
 	PC_FENCES2=$(cat "$PC_P/persist_fences")
+	read -r PC_CUT2 < "$PC_P/persist_cut"
+	if [ "$PC_CUT2" = none ] &&
+	   sed -n '/^# restart/,$p' "$PC_LOG" | grep -q '^E '; then
+		PC_BAD="fence $k1: the workload after recovery failed without a cut: $(sed -n '/^# restart/,$p' "$PC_LOG" | grep -m1 '^E ')"
+		"$PC_WL" ctl <<-EOF
+		M remove pc
+		M remove origin
+		EOF
+		return 0
+	fi
 	_pc_after "fence $k1, then fence $k2 after recovery"
 }
 
@@ -379,6 +396,9 @@ _pc_doubles() {
 		for ((k2 = 1; k2 <= n2; k2++)); do
 			[ -z "$PC_BAD" ] || break
 			_pc_double "$k1" "$k2"
+			# Counted when the second cut came (it may not:
+			# recovery may fence less than the calibration).
+			[ "$PC_CUT2" = none ] && continue
 			PC_POINTS=$((PC_POINTS + 1))
 			PC_DOUBLES=$((PC_DOUBLES + 1))
 		done
