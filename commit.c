@@ -33,18 +33,19 @@
  *
  * Into the slot of @seq's parity, so that a torn record leaves the other
  * slot, one commit older, in force (rule 2 in flush.c).
+ *
+ * Return: 0, or -EIO when the cache device failed (s mode).
  */
-void pmc_write_commit(struct pmemcache *pc, u64 seq)
+int pmc_write_commit(struct pmemcache *pc, u64 seq)
 {
 	struct pmc_commit c = {
 		.seq = cpu_to_le64(seq),
 		.crc = cpu_to_le32(pmc_commit_crc(pc, seq)),
 	};
 
-	pmc_copy_record(pc->flush.meta,
-			(void *)pc->sb + PMC_COMMIT_OFFSET(seq & 1), &c,
+	pmc_meta_record(pc, (void *)pc->sb + PMC_COMMIT_OFFSET(seq & 1), &c,
 			sizeof(c));
-	pmc_fence();
+	return pmc_meta_barrier(pc);
 }
 
 /*
@@ -58,9 +59,10 @@ void pmc_write_commit(struct pmemcache *pc, u64 seq)
  * The commit, under pc->commit_lock: close the open epoch, wait for its
  * writers to finish copying, fence (data and entries durable), write the
  * commit record and fence again.  Then free the blocks that the committed
- * writes superseded.
+ * writes superseded.  Returns 0, or -EIO when the cache device failed (s
+ * mode): then nothing counts as committed and nothing is freed.
  */
-static void __pmc_commit(struct pmemcache *pc)
+static int __pmc_commit(struct pmemcache *pc)
 {
 	struct pmc_block *b, *tmp;
 	LIST_HEAD(done);
@@ -82,8 +84,8 @@ static void __pmc_commit(struct pmemcache *pc)
 		       !need_resched())
 			cpu_relax();
 		wait_event(pc->inflight_wait, !atomic_read(writers));
-		pmc_fence();
-		pmc_write_commit(pc, seq);
+		if (pmc_meta_barrier(pc) || pmc_write_commit(pc, seq))
+			return -EIO;
 	}
 
 	/*
@@ -109,8 +111,13 @@ static void __pmc_commit(struct pmemcache *pc)
 	freed = !list_empty(&done);
 	list_for_each_entry(b, &done, list)
 		pmc_clear_entry(pc, pmc_idx(pc, b));
-	if (freed)
-		pmc_fence();
+	if (freed && pmc_meta_barrier(pc)) {
+		/* Failed device: leave them superseded, nothing counts. */
+		spin_lock(&pc->lock);
+		list_splice(&done, &pc->superseded);
+		spin_unlock(&pc->lock);
+		return -EIO;
+	}
 
 	spin_lock(&pc->lock);
 	if (seq)
@@ -127,6 +134,7 @@ static void __pmc_commit(struct pmemcache *pc)
 
 	if (seq && pmc_used_percent(pc) >= pc->opts.val[PMC_OPT_HIGH_WATERMARK])
 		pmc_kick_writeback(pc);
+	return 0;
 }
 
 /**
@@ -134,13 +142,19 @@ static void __pmc_commit(struct pmemcache *pc)
  * @pc: the cache
  *
  * For a flush, a FUA write, writeback and suspend.  Sleeps: takes
- * commit_lock.
+ * commit_lock.  In s mode it writes to the cache device: not from a map
+ * function (see pmc_meta_barrier()).
+ *
+ * Return: 0, or -EIO when the cache device failed (s mode).
  */
-void pmc_commit(struct pmemcache *pc)
+int pmc_commit(struct pmemcache *pc)
 {
+	int r;
+
 	mutex_lock(&pc->commit_lock);
-	__pmc_commit(pc);
+	r = __pmc_commit(pc);
 	mutex_unlock(&pc->commit_lock);
+	return r;
 }
 
 /**
@@ -174,4 +188,22 @@ void pmc_autocommit_work(struct work_struct *w)
 {
 	pmc_commit(container_of(to_delayed_work(w), struct pmemcache,
 				autocommit_work));
+}
+
+/**
+ * pmc_commit_in_map() - pmc_commit() from a map function
+ * @pc: the cache
+ *
+ * In s mode a commit writes to the cache device, which a map function
+ * may not wait for itself (pmc_meta_barrier()): the worker commits while
+ * the map function waits for it.
+ */
+void pmc_commit_in_map(struct pmemcache *pc)
+{
+	if (!pmc_on_bdev(pc)) {
+		pmc_commit(pc);
+		return;
+	}
+	queue_work(pc->wq, &pc->commit_work);
+	flush_work(&pc->commit_work);
 }

@@ -81,12 +81,15 @@ static const struct pmc_opt_desc pmc_opts[PMC_NR_OPTS] = {
 };
 
 static int pmc_parse_options(struct pmc_options *o, struct dm_arg_set *as,
-			     unsigned int nr, struct dm_target *ti)
+			     unsigned int nr, struct dm_target *ti, bool pmem)
 {
 	int i;
 
 	for (i = 0; i < PMC_NR_OPTS; i++)
 		o->val[i] = pmc_opts[i].deflt;
+	/* As dm-writecache: a block device's commits cost a flush each. */
+	if (!pmem)
+		o->val[PMC_OPT_AUTOCOMMIT_BLOCKS] = 65536;
 	o->given = 0;
 
 	while (nr) {
@@ -113,6 +116,12 @@ static int pmc_parse_options(struct pmc_options *o, struct dm_arg_set *as,
 			return -EINVAL;
 		}
 		o->given |= BIT(i);
+		if (!pmem && (i == PMC_OPT_FUA || i == PMC_OPT_NOFUA ||
+			      i == PMC_OPT_FLUSH_MODE)) {
+			DMERR("option '%s' applies to p mode only", d->name);
+			ti->error = "fua, nofua and flush_mode apply to p mode only";
+			return -EINVAL;
+		}
 		if (!d->has_value)
 			continue;
 		if (!nr) {
@@ -154,6 +163,7 @@ static int pmc_parse_options(struct pmc_options *o, struct dm_arg_set *as,
 static int pmc_map(struct dm_target *ti, struct bio *bio)
 {
 	struct pmemcache *pc = ti->private;
+	bool promote;
 
 	bio->bi_iter.bi_sector = dm_target_offset(ti, bio->bi_iter.bi_sector);
 	/* Test builds: after a simulated power cut nothing is written. */
@@ -162,6 +172,10 @@ static int pmc_map(struct dm_target *ti, struct bio *bio)
 	if (bio->bi_opf & REQ_PREFLUSH) {
 		/* dm sends the flush as an empty bio; data comes separately. */
 		this_cpu_inc(pc->stats->flushes);
+		if (pmc_on_bdev(pc)) {
+			pmc_defer(pc, bio);
+			return DM_MAPIO_SUBMITTED;
+		}
 		pmc_commit(pc);
 		/* Test builds: the power went off during the commit. */
 		if (pmc_pcheck_cut())
@@ -184,13 +198,16 @@ static int pmc_map(struct dm_target *ti, struct bio *bio)
 			    bio_sectors(bio), pc->block_size);
 		return DM_MAPIO_KILL;
 	}
+	promote = !READ_ONCE(pc->cleaner) &&
+		(!pmc_given(&pc->opts, PMC_OPT_METADATA_ONLY) ||
+		 (bio->bi_opf & REQ_META));
+	if (pmc_on_bdev(pc))
+		return pmc_bdev_map(pc, bio, promote);
 	switch (bio_op(bio)) {
 	case REQ_OP_READ:
 		return pmc_map_read(pc, bio);
 	case REQ_OP_WRITE:
-		return pmc_map_write(pc, bio, !READ_ONCE(pc->cleaner) &&
-				     (!pmc_given(&pc->opts, PMC_OPT_METADATA_ONLY) ||
-				      (bio->bi_opf & REQ_META)));
+		return pmc_map_write(pc, bio, promote);
 	case REQ_OP_DISCARD:
 		return pmc_map_discard(pc, bio);
 	default:
@@ -208,6 +225,8 @@ static void pmc_stop_work(struct pmemcache *pc)
 	cancel_delayed_work_sync(&pc->writeback_work);
 	cancel_delayed_work_sync(&pc->autocommit_work);
 	flush_work(&pc->commit_work);
+	flush_work(&pc->defer_work);
+	flush_work(&pc->bdev_put_work);
 }
 
 static void pmc_free(struct pmemcache *pc)
@@ -215,10 +234,12 @@ static void pmc_free(struct pmemcache *pc)
 	if (pc->wq)
 		destroy_workqueue(pc->wq);
 	bioset_exit(&pc->wb_bios);
+	bioset_exit(&pc->bdev_bios);
 	kvfree(pc->blocks);
 	pmc_pmem_map_release(&pc->pmem);
-	if (pc->pmem.dev)
-		dm_put_device(pc->ti, pc->pmem.dev);
+	pmc_bdev_close(pc);
+	if (pc->cache_dev)
+		dm_put_device(pc->ti, pc->cache_dev);
 	if (pc->origin)
 		dm_put_device(pc->ti, pc->origin);
 	free_percpu(pc->stats);
@@ -256,10 +277,7 @@ static int pmc_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 	if (!strcasecmp(mode, "p")) {
 		pc->pmem_mode = true;
 	} else if (!strcasecmp(mode, "s")) {
-		ti->error =
-			"SSD mode (s) is not supported yet: use p with a pmem cache device";
-		r = -EOPNOTSUPP;
-		goto bad;
+		pc->pmem_mode = false;
 	} else {
 		ti->error =
 			"Invalid cache mode: must be p (persistent memory) or s (SSD)";
@@ -289,7 +307,7 @@ static int pmc_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 		r = -EINVAL;
 		goto bad;
 	}
-	r = pmc_parse_options(&pc->opts, &as, nr_opts, ti);
+	r = pmc_parse_options(&pc->opts, &as, nr_opts, ti, pc->pmem_mode);
 	if (r)
 		goto bad;
 	if (as.argc) {
@@ -323,7 +341,7 @@ static int pmc_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 		r = -EINVAL;
 		goto bad;
 	}
-	pc->pmem.dev = cache_dev;
+	pc->cache_dev = cache_dev;
 
 	if (bdev_nr_sectors(pc->origin->bdev) < ti->len) {
 		DMERR("origin %pg has %llu sectors, the target is %llu sectors long",
@@ -342,6 +360,17 @@ static int pmc_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 		goto bad;
 	}
 
+	if (!pc->pmem_mode) {
+		r = pmc_bdev_open(pc, pc->opts.val[PMC_OPT_START_SECTOR]);
+		if (r)
+			goto bad;
+		r = pmc_bdev_bioset_init(pc);
+		if (r) {
+			ti->error = "Cannot allocate the cache device's bio set";
+			goto bad;
+		}
+		goto open;
+	}
 	r = pmc_pmem_map_claim(&pc->pmem, ti, cache_dev,
 			       pc->opts.val[PMC_OPT_START_SECTOR]);
 	if (r)
@@ -354,10 +383,11 @@ static int pmc_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 		goto bad;
 	}
 	DMINFO("%pg: flush_mode %s: %s for data, %s for metadata",
-	       pc->pmem.dev->bdev,
+	       pc->cache_dev->bdev,
 	       pmc_flush_mode_name(pc->opts.val[PMC_OPT_FLUSH_MODE]),
 	       pmc_flush_mode_name(pc->flush.data),
 	       pmc_flush_mode_name(pc->flush.meta));
+open:
 
 	pc->origin_blocks = ti->len >> (pc->block_shift - SECTOR_SHIFT);
 	r = pmc_open_cache(pc);
@@ -379,6 +409,11 @@ static int pmc_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 	init_waitqueue_head(&pc->free_wait);
 	mutex_init(&pc->commit_lock);
 	mutex_init(&pc->flush_lock);
+	spin_lock_init(&pc->defer_lock);
+	bio_list_init(&pc->deferred);
+	INIT_WORK(&pc->defer_work, pmc_defer_work);
+	init_llist_head(&pc->bdev_puts);
+	INIT_WORK(&pc->bdev_put_work, pmc_bdev_put_work);
 	INIT_WORK(&pc->commit_work, pmc_commit_work);
 	INIT_DELAYED_WORK(&pc->autocommit_work, pmc_autocommit_work);
 	INIT_DELAYED_WORK(&pc->writeback_work, pmc_writeback_work);
@@ -462,14 +497,19 @@ static void pmc_status(struct dm_target *ti, status_type_t type,
 		nr_wb = pc->nr_writeback;
 		nr_dirty = pmc_usable(pc) - pc->nr_free;
 		spin_unlock(&pc->lock);
-		/* Field 1, an error latch in dm-writecache: stores to pmem fail not. */
-		DMEMIT("0 %llu %llu %llu %llu %llu %llu %llu %llu %llu %llu %llu %llu %llu",
+		/*
+		 * Field 1, the error latch: stores to pmem fail not; writes
+		 * to a cache block device may.
+		 */
+		DMEMIT("%d %llu %llu %llu %llu %llu %llu %llu %llu %llu %llu %llu %llu %llu",
+		       READ_ONCE(pc->bdev.failed) ? -EIO : 0,
 		       pmc_usable(pc), nr_free,
 		       nr_wb, st.reads, st.read_hits, st.writes,
 		       st.write_hits_uncommitted, st.write_hits_committed,
 		       st.writes_around, st.writes_allocated, st.writes_blocked,
 		       st.flushes, st.discards);
 		DMEMIT(" %llu %s%s%s %llu %lld %lld %llu", nr_dirty,
+		       pmc_on_bdev(pc) ? "bdev" :
 		       pmc_flush_mode_name(pc->flush.data),
 		       pc->flush.data == pc->flush.meta ? "" : "/",
 		       pc->flush.data == pc->flush.meta ? "" :
@@ -483,7 +523,7 @@ static void pmc_status(struct dm_target *ti, status_type_t type,
 			if (pmc_given(o, i))
 				words += pmc_opts[i].has_value ? 2 : 1;
 		DMEMIT("%c %s %s %u %u", pc->pmem_mode ? 'p' : 's',
-		       pc->origin->name, pc->pmem.dev->name, pc->block_size,
+		       pc->origin->name, pc->cache_dev->name, pc->block_size,
 		       words);
 		for (i = 0; i < PMC_NR_OPTS; i++) {
 			if (!pmc_given(o, i))
@@ -509,7 +549,7 @@ static void pmc_postsuspend(struct dm_target *ti)
 
 	if (pc->flush_on_suspend && pmc_write_back_all(pc, false))
 		DMERR("%pg: flush_on_suspend: writeback failed; dirty blocks stay in the cache",
-		      pc->pmem.dev->bdev);
+		      pc->cache_dev->bdev);
 	pmc_stop_work(pc);
 	/* Everything written so far is durable before a new table loads it. */
 	pmc_commit(pc);

@@ -10,13 +10,17 @@
  *   commit.c        epochs and commits
  *   writeback.c     writeback to the origin
  *   format.c        format, activation checks, recovery
- *   pmem_map.c, flush.c  the medium: mapping pmem, making stores durable
+ *   medium.h        the medium, p or s: where metadata stores go and how
+ *                   they become durable
+ *   pmem_map.c, flush.c  p: mapping pmem, making stores durable
+ *   bdev_medium.c   s: the metadata image in RAM, its writes, data sectors
  */
 #ifndef PMC_ENGINE_H
 #define PMC_ENGINE_H
 
 #include <linux/atomic.h>
 #include <linux/bio.h>
+#include <linux/llist.h>
 #include <linux/mutex.h>
 #include <linux/percpu.h>
 #include <linux/rbtree.h>
@@ -25,6 +29,9 @@
 #include <linux/workqueue.h>
 
 #include "dm-pmemcache.h"
+
+struct dm_io_client;
+struct dm_kcopyd_client;
 
 /*
  * Options, in the order dmsetup table prints them (dm-writecache's order,
@@ -107,19 +114,52 @@ struct pmc_block {
 };
 
 /**
+ * struct pmc_bdev_medium - s mode: the cache on a block device
+ * @start: sectors skipped at the start of the device (start_sector)
+ * @size: bytes of the device from @start on
+ * @image: the metadata (superblock, commit slots, entries) in RAM: every
+ *         metadata store goes here, and a barrier writes what changed
+ * @image_size: bytes of @image, the metadata region of the device
+ * @dirty: one bit per PMC_BDEV_CHUNK bytes of @image stored to since the
+ *         last barrier wrote it
+ * @nr_chunks: bits in @dirty
+ * @sync_lock: one barrier at a time (one that found a chunk clean must
+ *             not return before another's write of it completes)
+ * @io: dm-io client for the metadata writes
+ * @kcopyd: dm-kcopyd client for writeback
+ * @failed: a metadata write or cache flush failed: no barrier succeeds
+ *          again, so that the media keeps what it held then (status
+ *          field 1, writes refused)
+ */
+struct pmc_bdev_medium {
+	sector_t start;
+	u64 size;
+	void *image;
+	size_t image_size;
+	unsigned long *dirty;
+	unsigned long nr_chunks;
+	struct mutex sync_lock;	/* see above */
+	struct dm_io_client *io;
+	struct dm_kcopyd_client *kcopyd;
+	bool failed;
+};
+
+/**
  * struct pmemcache - one pmemcache target
  * @ti: the target
  * @origin: the slow device that is cached
- * @pmem: the cache device and its linear mapping
- * @pmem_mode: true for "p" (persistent memory) mode
+ * @cache_dev: the cache device
+ * @pmem: p mode: the cache device's linear mapping
+ * @bdev: s mode: the cache device's metadata image and I/O clients
+ * @pmem_mode: true for "p" (persistent memory) mode, false for "s"
  * @block_size: cache block size in bytes
  * @block_shift: log2(@block_size)
  * @opts: the optional arguments
  * @flush: persistence strategies for data and metadata
  * @stats: per-CPU counters, summed for the status line
- * @sb: the superblock in pmem
- * @entries: the entry array in pmem
- * @data: data block 0 in pmem
+ * @sb: the superblock (p: in pmem; s: in the metadata image)
+ * @entries: the entry array (the same)
+ * @data: p: data block 0 in pmem; s: NULL (pmc_bdev_data_sector())
  * @nr_blocks: data blocks in the cache
  * @origin_blocks: blocks of the target's length
  * @crc_seed: crc32c of the superblock's uuid
@@ -153,6 +193,12 @@ struct pmc_block {
  * @writeback_work: the writeback loop
  * @max_age_work: the max_age timer
  * @wb_bios: bio set for writeback bios
+ * @bdev_bios: s mode: bio set for the clones sent to the cache device
+ * @defer_lock: protects @deferred (taken in bio completion)
+ * @deferred: s mode: flushes, discards and FUA writes for @defer_work
+ * @defer_work: s mode: handles @deferred (pmc_defer_work())
+ * @bdev_puts: s mode: finished reads whose blocks @bdev_put_work lets go
+ * @bdev_put_work: s mode: pmc_bdev_put_work()
  * @wb_all: a flush message runs: write back every block committed up to
  *          @wb_upto, whatever the watermarks
  * @wb_upto: see @wb_all; under pc->lock
@@ -176,7 +222,9 @@ struct pmc_block {
 struct pmemcache {
 	struct dm_target *ti;
 	struct dm_dev *origin;
+	struct dm_dev *cache_dev;
 	struct pmc_pmem_map pmem;
+	struct pmc_bdev_medium bdev;
 	bool pmem_mode;
 	unsigned int block_size;
 	unsigned int block_shift;
@@ -214,6 +262,12 @@ struct pmemcache {
 	struct delayed_work writeback_work;
 	struct delayed_work max_age_work;
 	struct bio_set wb_bios;
+	struct bio_set bdev_bios;
+	spinlock_t defer_lock;	/* see above */
+	struct bio_list deferred;
+	struct work_struct defer_work;
+	struct llist_head bdev_puts;
+	struct work_struct bdev_put_work;
 
 	atomic_t wb_all;
 	u64 wb_upto;
@@ -293,8 +347,9 @@ void pmc_kick_writeback(struct pmemcache *pc);
 bool pmc_lock_break(struct pmemcache *pc, unsigned int *turns);
 
 /* commit.c */
-void pmc_write_commit(struct pmemcache *pc, u64 seq);
-void pmc_commit(struct pmemcache *pc);
+int pmc_write_commit(struct pmemcache *pc, u64 seq);
+int pmc_commit(struct pmemcache *pc);
+void pmc_commit_in_map(struct pmemcache *pc);
 void pmc_autocommit(struct pmemcache *pc);
 void pmc_commit_work(struct work_struct *w);
 void pmc_autocommit_work(struct work_struct *w);
@@ -307,6 +362,11 @@ int pmc_write_back_all(struct pmemcache *pc, bool interruptible);
 
 /* io.c */
 bool pmc_writes_around(struct pmemcache *pc);
+int pmc_bdev_bioset_init(struct pmemcache *pc);
+void pmc_defer(struct pmemcache *pc, struct bio *bio);
+void pmc_defer_work(struct work_struct *w);
+void pmc_bdev_put_work(struct work_struct *w);
+int pmc_bdev_map(struct pmemcache *pc, struct bio *bio, bool promote);
 int pmc_map_read(struct pmemcache *pc, struct bio *bio);
 int pmc_map_write(struct pmemcache *pc, struct bio *bio, bool promote);
 int pmc_map_discard(struct pmemcache *pc, struct bio *bio);
@@ -315,5 +375,7 @@ void pmc_remap(struct pmemcache *pc, struct bio *bio);
 /* format.c */
 int pmc_open_cache(struct pmemcache *pc);
 int pmc_load(struct pmemcache *pc);
+
+#include "medium.h"
 
 #endif /* PMC_ENGINE_H */

@@ -79,6 +79,20 @@
  *    again, whatever the cut left of the record; anything else in the
  *    first 4 KiB that is not a valid superblock is refused (it may be
  *    someone's data).
+ *
+ * The same rules hold in s mode, the cache on a block device (medium.h,
+ * bdev_medium.c), where the engine stores metadata into a RAM image and
+ * "fenced" means a pmc_meta_barrier() returned: the dirty chunks of the
+ * image written, then the device's cache flushed.  That barrier makes
+ * durable every store marked before it, whatever task made it, and every
+ * data write that completed before it; so rule 1's data is durable once
+ * its bio completed and a barrier followed (a commit waits for the
+ * writers' bios, not for their stores), rule 2's publishing is not
+ * needed, and a discard (rule 4) may let go of the lock for its barrier:
+ * whatever frees a newer version meanwhile runs a barrier first, which
+ * writes the discard's zeroes too.  A 512-byte sector is taken to be
+ * written whole or not at all; entries and commit records lie within
+ * one, so the 8-byte atomicity of rule 3 holds.
  */
 
 #include <linux/cache.h>

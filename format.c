@@ -78,10 +78,12 @@ size_t pmc_block_state_size(void)
 
 static void pmc_layout(struct pmemcache *pc, u64 nr_blocks)
 {
+	void *base = pmc_meta_base(pc);
+
 	pc->nr_blocks = nr_blocks;
-	pc->sb = pc->pmem.addr;
-	pc->entries = pc->pmem.addr + PMC_SB_SIZE;
-	pc->data = pc->pmem.addr + pmc_data_offset(nr_blocks);
+	pc->sb = base;
+	pc->entries = base + PMC_SB_SIZE;
+	pc->data = pmc_on_bdev(pc) ? NULL : base + pmc_data_offset(nr_blocks);
 }
 
 /*
@@ -92,7 +94,7 @@ static void pmc_layout(struct pmemcache *pc, u64 nr_blocks)
  * durable the version is 0 (or the sector still zero) and the next
  * activation formats again (pmc_sb_unformatted()).
  */
-static void pmc_format(struct pmemcache *pc, u64 nr_blocks)
+static int pmc_format(struct pmemcache *pc, u64 nr_blocks)
 {
 	void *zero = page_address(ZERO_PAGE(0));
 	struct pmc_sb sb = { };
@@ -101,38 +103,42 @@ static void pmc_format(struct pmemcache *pc, u64 nr_blocks)
 	u64 bytes;
 
 	pmc_layout(pc, nr_blocks);
-	pmc_write_u64(pc->flush.meta, (__le64 *)pc->sb,
-		      cpu_to_le64(PMC_MAGIC));
-	pmc_fence();
-	bytes = (void *)pc->data - (void *)pc->entries;
+	pmc_meta_u64(pc, (__le64 *)pc->sb, cpu_to_le64(PMC_MAGIC));
+	if (pmc_meta_barrier(pc))
+		return -EIO;
+	bytes = pmc_data_offset(nr_blocks) - PMC_SB_SIZE;
 	for (done = 0; done < bytes; done += len) {
 		len = min_t(size_t, bytes - done, PAGE_SIZE);
-		pmc_copy_to_pmem(pc->flush.meta, (void *)pc->entries + done,
-				 zero, len);
+		pmc_meta_copy(pc, (void *)pc->entries + done, zero, len);
 		cond_resched();
 	}
-	pmc_copy_to_pmem(pc->flush.meta, (void *)pc->sb + PMC_COMMIT_OFFSET(1),
-			 zero, sizeof(struct pmc_commit));
+	pmc_meta_copy(pc, (void *)pc->sb + PMC_COMMIT_OFFSET(1), zero,
+		      sizeof(struct pmc_commit));
 
 	sb.magic = cpu_to_le32(PMC_MAGIC);
 	sb.version = cpu_to_le32(PMC_VERSION);
 	sb.block_size = cpu_to_le32(pc->block_size);
 	sb.nr_blocks = cpu_to_le64(nr_blocks);
-	sb.entries_offset = cpu_to_le64((void *)pc->entries - pc->pmem.addr);
-	sb.data_offset = cpu_to_le64(pc->data - pc->pmem.addr);
+	sb.entries_offset = cpu_to_le64(PMC_SB_SIZE);
+	sb.data_offset = cpu_to_le64(pmc_data_offset(nr_blocks));
 	get_random_bytes(sb.uuid, sizeof(sb.uuid));
 	sb.crc = cpu_to_le32(pmc_sb_crc(&sb));
 	pc->crc_seed = crc32c(~0U, sb.uuid, sizeof(sb.uuid));
-	pmc_write_commit(pc, 0);	/* fences: everything above durable */
+	/* Fences: everything above durable. */
+	if (pmc_write_commit(pc, 0))
+		return -EIO;
 	pmc_test_point(PMC_TP_FORMAT_MID);
 	head = cpu_to_le64((u64)PMC_VERSION << 32 | PMC_MAGIC);
 	sb.version = 0;
-	pmc_copy_to_pmem(pc->flush.meta, pc->sb, &sb, sizeof(sb));
-	pmc_fence();
-	pmc_write_u64(pc->flush.meta, (__le64 *)pc->sb, head);
-	pmc_fence();
+	pmc_meta_copy(pc, pc->sb, &sb, sizeof(sb));
+	if (pmc_meta_barrier(pc))
+		return -EIO;
+	pmc_meta_u64(pc, (__le64 *)pc->sb, head);
+	if (pmc_meta_barrier(pc))
+		return -EIO;
 	DMINFO("%pg: formatted a cache of %llu blocks of %u bytes",
-	       pc->pmem.dev->bdev, nr_blocks, pc->block_size);
+	       pc->cache_dev->bdev, nr_blocks, pc->block_size);
+	return 0;
 }
 
 /*
@@ -230,24 +236,34 @@ static const struct pmc_foreign *pmc_foreign(const u8 *head)
 int pmc_open_cache(struct pmemcache *pc)
 {
 	struct dm_target *ti = pc->ti;
-	u64 fit = pmc_fit_blocks(pc->pmem.size, pc->block_size);
+	u64 fit = pmc_fit_blocks(pmc_on_bdev(pc) ? pc->bdev.size : pc->pmem.size,
+				 pc->block_size);
 	struct pmc_sb sb;
 	const struct pmc_foreign *foreign;
 	bool unformatted;
 	u8 *head;
+	int r;
 
 	if (fit < PMC_MIN_BLOCKS) {
 		ti->error = "Cache device too small: it must hold 8 blocks and the metadata";
 		return -EINVAL;
 	}
+	if (pmc_on_bdev(pc)) {
+		/* The whole metadata region, into RAM. */
+		r = pmc_bdev_read_image(pc, pmc_data_offset(fit));
+		if (r)
+			return r;
+	}
 	pmc_layout(pc, fit);
-	if (pmc_pmem_range_bad(&pc->pmem, 0, pc->data - pc->pmem.addr)) {
+	/* pmem's known media errors (a block device reports them per I/O). */
+	if (!pmc_on_bdev(pc) &&
+	    pmc_pmem_range_bad(&pc->pmem, 0, pc->data - pc->pmem.addr)) {
 		DMERR("%pg: media error in the first %zu bytes (metadata)",
-		      pc->pmem.dev->bdev, (size_t)(pc->data - pc->pmem.addr));
+		      pc->cache_dev->bdev, (size_t)(pc->data - pc->pmem.addr));
 		ti->error = "Media error in the cache metadata: clear it or raise start_sector";
 		return -EIO;
 	}
-	if (pc->pmem.nr_bad_pages) {
+	if (!pmc_on_bdev(pc) && pc->pmem.nr_bad_pages) {
 		u64 i, good = 0;
 
 		for (i = 0; i < fit; i++)
@@ -265,7 +281,7 @@ int pmc_open_cache(struct pmemcache *pc)
 		ti->error = "Cannot allocate memory to read the cache superblock";
 		return -ENOMEM;
 	}
-	if (copy_mc_to_kernel(head, pc->pmem.addr, PMC_SB_SIZE)) {
+	if (copy_mc_to_kernel(head, pc->sb, PMC_SB_SIZE)) {
 		kfree(head);
 		ti->error = "Media error reading the cache superblock";
 		return -EIO;
@@ -276,44 +292,46 @@ int pmc_open_cache(struct pmemcache *pc)
 		  pmc_foreign(head);
 	kfree(head);
 	if (unformatted) {
-		pmc_format(pc, fit);
-		return 0;
+		r = pmc_format(pc, fit);
+		if (r)
+			ti->error = "Cannot write the cache device to format it";
+		return r;
 	}
 	if (foreign) {
 		DMERR("%pg: holds %s, not a pmemcache cache; %s",
-		      pc->pmem.dev->bdev, foreign->what, foreign->advice);
+		      pc->cache_dev->bdev, foreign->what, foreign->advice);
 		ti->error = foreign->error;
 		return -EINVAL;
 	}
 	if (le32_to_cpu(sb.crc) != pmc_sb_crc(&sb)) {
 		DMERR("%pg: to start over, losing the cached data, zero the first 4 KiB",
-		      pc->pmem.dev->bdev);
+		      pc->cache_dev->bdev);
 		ti->error = "Cache superblock checksum is wrong";
 		return -EINVAL;
 	}
 	if (le32_to_cpu(sb.version) != PMC_VERSION || sb.features) {
 		DMERR("%pg: cache format version %u features %#x, this module knows version %u",
-		      pc->pmem.dev->bdev, le32_to_cpu(sb.version),
+		      pc->cache_dev->bdev, le32_to_cpu(sb.version),
 		      le32_to_cpu(sb.features), PMC_VERSION);
 		ti->error = "Cache format version or features unknown; use a newer module";
 		return -EINVAL;
 	}
 	if (le32_to_cpu(sb.block_size) != pc->block_size) {
 		DMERR("%pg: the cache was formatted with block size %u",
-		      pc->pmem.dev->bdev, le32_to_cpu(sb.block_size));
+		      pc->cache_dev->bdev, le32_to_cpu(sb.block_size));
 		ti->error = "Block size does not match the cache's superblock";
 		return -EINVAL;
 	}
 	if (le64_to_cpu(sb.nr_blocks) != fit) {
 		DMERR("%pg: the cache was formatted for %llu blocks, the device now holds %llu",
-		      pc->pmem.dev->bdev, le64_to_cpu(sb.nr_blocks), fit);
+		      pc->cache_dev->bdev, le64_to_cpu(sb.nr_blocks), fit);
 		ti->error =
 			"Cache size (or start_sector) differs from the one it was formatted with";
 		return -EINVAL;
 	}
 	pmc_layout(pc, fit);
-	if (le64_to_cpu(sb.entries_offset) != (void *)pc->entries - pc->pmem.addr ||
-	    le64_to_cpu(sb.data_offset) != pc->data - pc->pmem.addr) {
+	if (le64_to_cpu(sb.entries_offset) != PMC_SB_SIZE ||
+	    le64_to_cpu(sb.data_offset) != pmc_data_offset(fit)) {
 		ti->error = "Cache superblock offsets are inconsistent";
 		return -EINVAL;
 	}
@@ -363,7 +381,7 @@ static void pmc_drop_bad_block(struct pmemcache *pc, struct pmc_block *b,
 	if (seq <= pc->committed &&
 	    le32_to_cpu(e.crc) == pmc_entry_crc(pc, origin, seq, i)) {
 		DMERR_LIMIT("%pg: block %llu (origin %llu) on a media error: data lost",
-			    pc->pmem.dev->bdev, i, origin);
+			    pc->cache_dev->bdev, i, origin);
 		atomic64_inc(&pc->media_errors);
 	}
 	pmc_clear_entry(pc, i);
@@ -387,7 +405,7 @@ int pmc_load(struct pmemcache *pc)
 
 	if (committed < 0) {
 		DMERR("%pg: no valid commit record; the cache is damaged",
-		      pc->pmem.dev->bdev);
+		      pc->cache_dev->bdev);
 		return -EIO;
 	}
 	pc->committed = committed;
@@ -410,7 +428,8 @@ int pmc_load(struct pmemcache *pc)
 		memset(b, 0, sizeof(*b));
 		RB_CLEAR_NODE(&b->node);
 		b->state = PMC_FREE;
-		if (pmc_pmem_range_bad(&pc->pmem,
+		if (!pmc_on_bdev(pc) &&
+		    pmc_pmem_range_bad(&pc->pmem,
 				       pmc_data(pc, b) - pc->pmem.addr,
 				       pc->block_size)) {
 			pmc_drop_bad_block(pc, b, i);
@@ -442,7 +461,7 @@ int pmc_load(struct pmemcache *pc)
 		if (le32_to_cpu(e.crc) != pmc_entry_crc(pc, origin, seq, i)) {
 			pc->meta_errors++;
 			DMERR_LIMIT("%pg: corrupt entry %llu (origin %llu, seq %llu): data lost",
-				    pc->pmem.dev->bdev, i, origin, seq);
+				    pc->cache_dev->bdev, i, origin, seq);
 			goto clear;
 		}
 		b->origin = origin;
@@ -469,20 +488,23 @@ free:
 		list_add_tail(&b->list, &pc->free);
 		pc->nr_free++;
 	}
-	pmc_fence();
+	if (pmc_meta_barrier(pc)) {
+		DMERR("%pg: cannot write the recovered metadata", pc->cache_dev->bdev);
+		return -EIO;
+	}
 	if (beyond) {
 		DMERR("%pg: %llu cached blocks lie past the target's end (block %llu; it has %llu)",
-		      pc->pmem.dev->bdev, beyond, max_origin, pc->origin_blocks);
+		      pc->cache_dev->bdev, beyond, max_origin, pc->origin_blocks);
 		DMERR("%pg: load a table of at least %llu sectors, or flush under the old one",
-		      pc->pmem.dev->bdev,
+		      pc->cache_dev->bdev,
 		      (max_origin + 1) << (pc->block_shift - SECTOR_SHIFT));
 		return -EINVAL;
 	}
 	DMINFO("%pg: recovered %llu dirty of %llu blocks in %lld us",
-	       pc->pmem.dev->bdev, nr_dirty, pc->nr_blocks,
+	       pc->cache_dev->bdev, nr_dirty, pc->nr_blocks,
 	       ktime_us_delta(ktime_get(), t0));
 	DMINFO("%pg: commit %lld, %llu uncommitted blocks dropped, %llu corrupt, %llu unusable",
-	       pc->pmem.dev->bdev, committed, dropped, pc->meta_errors,
+	       pc->cache_dev->bdev, committed, dropped, pc->meta_errors,
 	       pc->nr_bad);
 	return 0;
 }

@@ -71,7 +71,7 @@ void pmc_write_entry(struct pmemcache *pc, struct pmc_block *b)
 	};
 
 	lockdep_assert_held(&pc->lock);
-	pmc_copy_record(pc->flush.meta, &pc->entries[i], &e, sizeof(e));
+	pmc_meta_record(pc, &pc->entries[i], &e, sizeof(e));
 }
 
 /**
@@ -84,7 +84,7 @@ void pmc_write_entry(struct pmemcache *pc, struct pmc_block *b)
  */
 void pmc_clear_entry(struct pmemcache *pc, u64 i)
 {
-	pmc_zero_u64(pc->flush.meta, &pc->entries[i].seq);
+	pmc_meta_u64(pc, &pc->entries[i].seq, 0);
 }
 
 /**

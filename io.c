@@ -186,7 +186,7 @@ int pmc_map_read(struct pmemcache *pc, struct bio *bio)
 	if (!ok) {
 		atomic64_inc(&pc->media_errors);
 		DMERR_LIMIT("%pg: media error reading the cache for origin block %llu",
-			    pc->pmem.dev->bdev, first);
+			    pc->cache_dev->bdev, first);
 		bio->bi_status = BLK_STS_IOERR;
 	}
 	bio_endio(bio);
@@ -252,7 +252,7 @@ static unsigned int pmc_write_blocks(struct pmemcache *pc, u64 origin,
 				if (!committed && (epoch || !list_empty(&pc->superseded))) {
 					committed = true;
 					spin_unlock(&pc->lock);
-					pmc_commit(pc);
+					pmc_commit_in_map(pc);
 					spin_lock(&pc->lock);
 					hint = NULL;
 					continue;
@@ -309,10 +309,64 @@ got:
 static void pmc_write_done(struct pmemcache *pc, unsigned int k, u64 seq)
 {
 	/* The commit of seq fences its own stores, not ours. */
-	pmc_publish_stores(&pc->flush);
+	if (!pmc_on_bdev(pc))
+		pmc_publish_stores(&pc->flush);
 	if (atomic_sub_and_test(k, &pc->inflight[seq & 1]) &&
 	    wq_has_sleeper(&pc->inflight_wait))
 		wake_up_all(&pc->inflight_wait);
+}
+
+/*
+ * A write not cached and not to be promoted, or the cache is full while
+ * writeback fails: around the cache, up to the next cached block.
+ */
+static int pmc_write_around(struct pmemcache *pc, struct bio *bio,
+			    bool promote)
+{
+	u64 first = bio->bi_iter.bi_sector >> (pc->block_shift - SECTOR_SHIFT);
+	unsigned int nr = bio_sectors(bio) >> (pc->block_shift - SECTOR_SHIFT);
+	struct pmc_block *b;
+	unsigned int n;
+
+	if (promote && !READ_ONCE(pc->went_around))
+		WRITE_ONCE(pc->went_around, true);
+	spin_lock(&pc->lock);
+	b = pmc_lookup_ge(pc, first + 1);
+	n = b ? min_t(u64, nr, b->origin - first) : nr;
+	spin_unlock(&pc->lock);
+	this_cpu_add(pc->stats->writes, n);
+	this_cpu_add(pc->stats->writes_around, n);
+	if (n < nr)
+		dm_accept_partial_bio(bio, n << (pc->block_shift - SECTOR_SHIFT));
+	pmc_remap(pc, bio);
+	return DM_MAPIO_REMAPPED;
+}
+
+/*
+ * After a write: commit when autocommit_blocks is reached (@inline_commit:
+ * here, else in the worker), or arm the autocommit_time timer.
+ */
+static void pmc_autocommit_due(struct pmemcache *pc, bool inline_commit)
+{
+	u64 written = READ_ONCE(pc->epoch_writes);
+
+	if (written >= pc->opts.val[PMC_OPT_AUTOCOMMIT_BLOCKS]) {
+		if (inline_commit)
+			pmc_autocommit(pc);
+		else
+			queue_work(pc->wq, &pc->commit_work);
+	} else if (written && !delayed_work_pending(&pc->autocommit_work)) {
+		queue_delayed_work(pc->wq, &pc->autocommit_work,
+				   msecs_to_jiffies(pc->opts.val[PMC_OPT_AUTOCOMMIT_TIME]));
+	}
+}
+
+/* After a write: start writeback above high_watermark. */
+static void pmc_kick_if_high(struct pmemcache *pc)
+{
+	if (pmc_used_percent(pc) >= pc->opts.val[PMC_OPT_HIGH_WATERMARK] &&
+	    !delayed_work_pending(&pc->writeback_work))
+		pmc_kick_writeback(pc);
 }
 
 /**
@@ -334,7 +388,6 @@ int pmc_map_write(struct pmemcache *pc, struct bio *bio, bool promote)
 	struct bvec_iter iter = bio->bi_iter;
 	unsigned int i;
 	int err = 0;
-	u64 written;
 
 	for (i = 0; i < nr; ) {
 		struct pmc_block *run[PMC_WRITE_RUN];
@@ -365,52 +418,25 @@ int pmc_map_write(struct pmemcache *pc, struct bio *bio, bool promote)
 
 	if (!i && err) {
 		DMERR_LIMIT("%pg: cache full, writeback failing: write of cached block %llu failed",
-			    pc->pmem.dev->bdev, first);
+			    pc->cache_dev->bdev, first);
 		bio->bi_status = errno_to_blk_status(err);
 		bio_endio(bio);
 		return DM_MAPIO_SUBMITTED;
 	}
-	if (!i) {
-		/*
-		 * Not cached and not to be promoted, or the cache is full
-		 * while writeback fails: around the cache.
-		 */
-		struct pmc_block *b;
-		unsigned int n;
-
-		if (promote && !READ_ONCE(pc->went_around))
-			WRITE_ONCE(pc->went_around, true);
-		spin_lock(&pc->lock);
-		b = pmc_lookup_ge(pc, first + 1);
-		n = b ? min_t(u64, nr, b->origin - first) : nr;
-		spin_unlock(&pc->lock);
-		this_cpu_add(pc->stats->writes, n);
-		this_cpu_add(pc->stats->writes_around, n);
-		if (n < nr)
-			dm_accept_partial_bio(bio, n << (pc->block_shift - SECTOR_SHIFT));
-		pmc_remap(pc, bio);
-		return DM_MAPIO_REMAPPED;
-	}
+	if (!i)
+		return pmc_write_around(pc, bio, promote);
 	if (i < nr)
 		dm_accept_partial_bio(bio, i << (pc->block_shift - SECTOR_SHIFT));
 
-	if (bio->bi_opf & REQ_FUA) {
+	/*
+	 * Commit here rather than in a work item: on a busy CPU the switch
+	 * to the worker costs more than the commit.
+	 */
+	if (bio->bi_opf & REQ_FUA)
 		pmc_commit(pc);
-	} else {
-		written = READ_ONCE(pc->epoch_writes);
-		/*
-		 * Commit here rather than in a work item: on a busy CPU the
-		 * switch to the worker costs more than the commit.
-		 */
-		if (written >= pc->opts.val[PMC_OPT_AUTOCOMMIT_BLOCKS])
-			pmc_autocommit(pc);
-		else if (written && !delayed_work_pending(&pc->autocommit_work))
-			queue_delayed_work(pc->wq, &pc->autocommit_work,
-					   msecs_to_jiffies(pc->opts.val[PMC_OPT_AUTOCOMMIT_TIME]));
-	}
-	if (pmc_used_percent(pc) >= pc->opts.val[PMC_OPT_HIGH_WATERMARK] &&
-	    !delayed_work_pending(&pc->writeback_work))
-		pmc_kick_writeback(pc);
+	else
+		pmc_autocommit_due(pc, true);
+	pmc_kick_if_high(pc);
 	bio_endio(bio);
 	return DM_MAPIO_SUBMITTED;
 }
@@ -477,7 +503,22 @@ int pmc_map_discard(struct pmemcache *pc, struct bio *bio)
 		}
 		pos = b && b->origin < end ? b->origin : end;
 		if (!list_empty(&dead)) {
-			pmc_fence();
+			if (pmc_on_bdev(pc)) {
+				/*
+				 * s mode: the barrier sleeps.  Every barrier
+				 * writes every dirty chunk, so whatever frees
+				 * a newer version of these blocks meanwhile
+				 * makes these zeroes durable first; the
+				 * blocks themselves are on no list until
+				 * this one completes.  A failure: as in
+				 * pmc_wb_finish().
+				 */
+				spin_unlock(&pc->lock);
+				pmc_meta_barrier(pc);
+				spin_lock(&pc->lock);
+			} else {
+				pmc_fence();
+			}
 			list_for_each_entry_safe(b, next, &dead, list) {
 				list_del(&b->list);
 				pmc_release(pc, b);
@@ -495,4 +536,279 @@ int pmc_map_discard(struct pmemcache *pc, struct bio *bio)
 	}
 	pmc_remap(pc, bio);
 	return DM_MAPIO_REMAPPED;
+}
+
+/*
+ * s mode: the cache on a block device.  A map call serves one block of a
+ * read or write (dm sends the rest again): a read hit or a cached write
+ * goes to the cache device through a clone of ours (struct pmc_bdev_io),
+ * whose completion lets go of the block or ends the writer's part in its
+ * epoch; the rest goes to the origin as in p mode.  Whatever must wait
+ * for writes to the cache device - a flush, a discard, the commit that
+ * completes a FUA write - runs in pc->defer_work: a map function that
+ * waited for I/O it submitted itself would wait forever, as that I/O is
+ * only issued once the map function returns.
+ */
+
+/**
+ * struct pmc_bdev_io - a read or write of one block on the cache device
+ * @pc: the cache
+ * @orig: the bio dm gave us, completed with the clone
+ * @b: the block
+ * @seq: write: the epoch it belongs to
+ * @write: a write (else a read, which holds a user count on @b)
+ * @fresh: write: @b came from the free list (readers wait for its data)
+ * @fua: write: commit before @orig completes
+ * @put: read: on pc->bdev_puts until its user count is let go
+ * @clone: the bio sent to the cache device
+ */
+struct pmc_bdev_io {
+	struct pmemcache *pc;
+	struct bio *orig;
+	struct pmc_block *b;
+	u64 seq;
+	bool write;
+	bool fresh;
+	bool fua;
+	struct llist_node put;
+	struct bio clone;
+};
+
+/**
+ * pmc_bdev_bioset_init() - the bio set of s mode's clones
+ * @pc: the cache
+ *
+ * Return: 0 or a negative errno.
+ */
+int pmc_bdev_bioset_init(struct pmemcache *pc)
+{
+	return bioset_init(&pc->bdev_bios, 256,
+			   offsetof(struct pmc_bdev_io, clone), 0);
+}
+
+/**
+ * pmc_defer() - hand a bio to the worker (s mode)
+ * @pc: the cache
+ * @bio: a flush, a discard, or a FUA write whose data is on the cache
+ *       device; pmc_defer_work() completes it
+ */
+void pmc_defer(struct pmemcache *pc, struct bio *bio)
+{
+	unsigned long flags;
+
+	spin_lock_irqsave(&pc->defer_lock, flags);
+	bio_list_add(&pc->deferred, bio);
+	spin_unlock_irqrestore(&pc->defer_lock, flags);
+	queue_work(pc->wq, &pc->defer_work);
+}
+
+static void pmc_deferred(struct pmemcache *pc, struct bio *bio)
+{
+	if (bio_op(bio) == REQ_OP_DISCARD) {
+		if (pmc_map_discard(pc, bio) == DM_MAPIO_REMAPPED)
+			submit_bio_noacct(bio);
+		return;
+	}
+	/* A flush, or a FUA write whose data is written: commit. */
+	if (pmc_commit(pc)) {
+		bio_io_error(bio);
+		return;
+	}
+	if ((bio->bi_opf & REQ_PREFLUSH) && !bio_has_data(bio) &&
+	    pmc_writes_around(pc)) {
+		/* Writes may have gone around the cache: flush the origin. */
+		pmc_remap(pc, bio);
+		submit_bio_noacct(bio);
+		return;
+	}
+	bio_endio(bio);
+}
+
+/**
+ * pmc_defer_work() - flushes, discards and FUA commits of s mode
+ * @w: pc->defer_work
+ */
+void pmc_defer_work(struct work_struct *w)
+{
+	struct pmemcache *pc = container_of(w, struct pmemcache, defer_work);
+	struct bio_list bios;
+	struct bio *bio;
+
+	for (;;) {
+		spin_lock_irq(&pc->defer_lock);
+		bios = pc->deferred;
+		bio_list_init(&pc->deferred);
+		spin_unlock_irq(&pc->defer_lock);
+		if (bio_list_empty(&bios))
+			break;
+		while ((bio = bio_list_pop(&bios)))
+			pmc_deferred(pc, bio);
+		cond_resched();
+	}
+}
+
+/**
+ * pmc_bdev_put_work() - let go of the blocks that finished reads held
+ * @w: pc->bdev_put_work
+ *
+ * Completions may run where pc->lock cannot be taken.
+ */
+void pmc_bdev_put_work(struct work_struct *w)
+{
+	struct pmemcache *pc = container_of(w, struct pmemcache, bdev_put_work);
+	struct llist_node *list = llist_del_all(&pc->bdev_puts);
+	struct pmc_bdev_io *io, *next;
+
+	spin_lock(&pc->lock);
+	llist_for_each_entry(io, list, put)
+		pmc_put_user(pc, io->b);
+	spin_unlock(&pc->lock);
+	llist_for_each_entry_safe(io, next, list, put)
+		bio_put(&io->clone);
+}
+
+static void pmc_bdev_endio(struct bio *clone)
+{
+	struct pmc_bdev_io *io = container_of(clone, struct pmc_bdev_io, clone);
+	struct pmemcache *pc = io->pc;
+	struct bio *orig = io->orig;
+	bool fua;
+
+	orig->bi_status = clone->bi_status;
+	if (!io->write) {
+		if (clone->bi_status) {
+			atomic64_inc(&pc->media_errors);
+			DMERR_LIMIT("%pg: error reading the cache for origin block %llu",
+				    pc->cache_dev->bdev, io->b->origin);
+		}
+		if (llist_add(&io->put, &pc->bdev_puts))
+			queue_work(pc->wq, &pc->bdev_put_work);
+		bio_endio(orig);
+		return;
+	}
+	if (clone->bi_status) {
+		/*
+		 * The entry names data that is not there: no commit may
+		 * make it valid.  Like a failed metadata write, this stops
+		 * the cache taking writes.
+		 */
+		WRITE_ONCE(pc->bdev.failed, true);
+		DMERR("%pg: writing the cache failed; the cache refuses writes from now on",
+		      pc->cache_dev->bdev);
+	}
+	if (io->fresh)
+		pmc_fill_done(io->b);
+	pmc_write_done(pc, 1, io->seq);
+	fua = io->fua;
+	bio_put(clone);
+	if (fua && !orig->bi_status)
+		pmc_defer(pc, orig);
+	else
+		bio_endio(orig);
+}
+
+static void pmc_bdev_submit(struct pmemcache *pc, struct bio *bio,
+			    struct pmc_block *b, struct pmc_bdev_io **iop)
+{
+	struct bio *clone = bio_alloc_clone(pc->cache_dev->bdev, bio, GFP_NOIO,
+					    &pc->bdev_bios);
+	struct pmc_bdev_io *io = container_of(clone, struct pmc_bdev_io, clone);
+
+	io->pc = pc;
+	io->orig = bio;
+	io->b = b;
+	io->write = false;
+	io->fresh = false;
+	io->fua = false;
+	clone->bi_iter.bi_sector = pmc_bdev_data_sector(pc, pmc_idx(pc, b));
+	clone->bi_opf &= ~(REQ_FUA | REQ_PREFLUSH);
+	clone->bi_end_io = pmc_bdev_endio;
+	*iop = io;
+}
+
+/**
+ * pmc_bdev_map() - map a read, write or discard in s mode
+ * @pc: the cache
+ * @bio: the bio, its sector relative to the target
+ * @promote: for a write: cache it (as pmc_map_write())
+ *
+ * Return: a DM_MAPIO_ value.
+ */
+int pmc_bdev_map(struct pmemcache *pc, struct bio *bio, bool promote)
+{
+	unsigned int shift = pc->block_shift - SECTOR_SHIFT;
+	u64 first = bio->bi_iter.bi_sector >> shift;
+	unsigned int nr = bio_sectors(bio) >> shift;
+	struct pmc_block *b, *run[1];
+	struct pmc_bdev_io *io;
+	unsigned int k;
+	int err = 0;
+	bool fua;
+	u32 fresh;
+	u64 seq;
+
+	switch (bio_op(bio)) {
+	case REQ_OP_READ:
+		break;
+	case REQ_OP_WRITE:
+		goto write;
+	case REQ_OP_DISCARD:
+		pmc_defer(pc, bio);
+		return DM_MAPIO_SUBMITTED;
+	default:
+		pmc_remap(pc, bio);
+		return DM_MAPIO_REMAPPED;
+	}
+
+	spin_lock(&pc->lock);
+	b = pmc_lookup_ge(pc, first);
+	if (b && b->origin == first) {
+		b->users++;
+		spin_unlock(&pc->lock);
+		this_cpu_inc(pc->stats->reads);
+		this_cpu_inc(pc->stats->read_hits);
+		if (nr > 1)
+			dm_accept_partial_bio(bio, 1U << shift);
+		pmc_wait_filled(b);
+		pmc_bdev_submit(pc, bio, b, &io);
+		submit_bio_noacct(&io->clone);
+		return DM_MAPIO_SUBMITTED;
+	}
+	spin_unlock(&pc->lock);
+	/* Up to the first cached block. */
+	k = b ? min_t(u64, nr, b->origin - first) : nr;
+	this_cpu_add(pc->stats->reads, k);
+	if (k < nr)
+		dm_accept_partial_bio(bio, k << shift);
+	pmc_remap(pc, bio);
+	return DM_MAPIO_REMAPPED;
+
+write:
+	if (READ_ONCE(pc->bdev.failed))
+		return DM_MAPIO_KILL;
+	k = pmc_write_blocks(pc, first, 1, promote, run, &seq, &fresh, &err);
+	if (!k && err) {
+		DMERR_LIMIT("%pg: cache full, writeback failing: write of cached block %llu failed",
+			    pc->cache_dev->bdev, first);
+		bio->bi_status = errno_to_blk_status(err);
+		bio_endio(bio);
+		return DM_MAPIO_SUBMITTED;
+	}
+	if (!k)
+		return pmc_write_around(pc, bio, promote);
+	this_cpu_inc(pc->stats->writes);
+	if (nr > 1)
+		dm_accept_partial_bio(bio, 1U << shift);
+	pmc_bdev_submit(pc, bio, run[0], &io);
+	io->write = true;
+	io->seq = seq;
+	io->fresh = fresh & 1;
+	fua = bio->bi_opf & REQ_FUA;
+	io->fua = fua;
+	/* io may be gone once submitted. */
+	submit_bio_noacct(&io->clone);
+	if (!fua)
+		pmc_autocommit_due(pc, false);
+	pmc_kick_if_high(pc);
+	return DM_MAPIO_SUBMITTED;
 }

@@ -7,6 +7,7 @@
 
 #include <linux/bio.h>
 #include <linux/blkdev.h>
+#include <linux/dm-kcopyd.h>
 #include <linux/crc32c.h>
 #include <linux/highmem.h>
 #include <linux/kernel.h>
@@ -224,6 +225,102 @@ static void pmc_wb_write(struct pmemcache *pc, struct list_head *blocks,
 		pmc_wb_submit(pc, batch, io);
 }
 
+/**
+ * struct pmc_wb_copy - s mode: one dm-kcopyd copy, cache device to origin
+ * @blocks: the blocks, adjacent on both devices, in origin order
+ * @batch: the batch it belongs to
+ * @sector: where it starts on the origin
+ */
+struct pmc_wb_copy {
+	struct list_head blocks;
+	struct pmc_wb_batch *batch;
+	sector_t sector;
+};
+
+static void pmc_wb_copy_done(int read_err, unsigned long write_err,
+			     void *context)
+{
+	struct pmc_wb_copy *c = context;
+	struct pmc_wb_batch *batch = c->batch;
+	bool bad = read_err || write_err;
+	unsigned long flags;
+
+	if (bad)
+		DMERR_LIMIT("writeback: copy to origin sector %llu failed (%s)",
+			    (unsigned long long)c->sector,
+			    read_err ? "reading the cache" : "writing the origin");
+	spin_lock_irqsave(&batch->lock, flags);
+	list_splice_tail(&c->blocks, bad ? &batch->bad : &batch->good);
+	spin_unlock_irqrestore(&batch->lock, flags);
+	kfree(c);
+	if (atomic_dec_and_test(&batch->pending))
+		complete(&batch->done);
+}
+
+static void pmc_wb_copy_submit(struct pmemcache *pc, struct pmc_wb_copy *c,
+			       u64 n)
+{
+	unsigned int shift = pc->block_shift - SECTOR_SHIFT;
+	struct pmc_block *f = list_first_entry(&c->blocks, struct pmc_block,
+					       list);
+	struct dm_io_region from = {
+		.bdev = pc->cache_dev->bdev,
+		.sector = pmc_bdev_data_sector(pc, pmc_idx(pc, f)),
+		.count = n << shift,
+	};
+	struct dm_io_region to = {
+		.bdev = pc->origin->bdev,
+		.sector = c->sector,
+		.count = n << shift,
+	};
+
+	atomic_inc(&c->batch->pending);
+	dm_kcopyd_copy(pc->bdev.kcopyd, &from, 1, &to, 0, pmc_wb_copy_done, c);
+}
+
+/*
+ * s mode: copy @blocks (sorted by origin) from the cache device to the
+ * origin with dm-kcopyd, one copy per run adjacent on both.  The origin
+ * is flushed before the blocks are freed (pmc_wb_finish()).
+ */
+static void pmc_wb_copy(struct pmemcache *pc, struct list_head *blocks,
+			struct pmc_wb_batch *batch)
+{
+	struct pmc_wb_copy *c = NULL;
+	struct pmc_block *b, *tmp;
+	u64 next = 0, next_idx = 0, n = 0;
+	unsigned long flags;
+
+	list_for_each_entry_safe(b, tmp, blocks, list) {
+		if (c && b->origin == next && pmc_idx(pc, b) == next_idx) {
+			list_move_tail(&b->list, &c->blocks);
+			next++;
+			next_idx++;
+			n++;
+			continue;
+		}
+		if (c)
+			pmc_wb_copy_submit(pc, c, n);
+		c = kmalloc(sizeof(*c), GFP_NOIO);
+		if (!c) {
+			/* Failed: tried again by a later batch. */
+			spin_lock_irqsave(&batch->lock, flags);
+			list_move_tail(&b->list, &batch->bad);
+			spin_unlock_irqrestore(&batch->lock, flags);
+			continue;
+		}
+		INIT_LIST_HEAD(&c->blocks);
+		c->batch = batch;
+		c->sector = b->origin << (pc->block_shift - SECTOR_SHIFT);
+		list_move_tail(&b->list, &c->blocks);
+		next = b->origin + 1;
+		next_idx = pmc_idx(pc, b) + 1;
+		n = 1;
+	}
+	if (c)
+		pmc_wb_copy_submit(pc, c, n);
+}
+
 /*
  * Finish a batch: blocks whose write (and, with nofua, the origin flush
  * after it) succeeded are freed: entry zeroed on media, fenced, then out
@@ -244,7 +341,9 @@ static unsigned int pmc_wb_finish(struct pmemcache *pc,
 
 	/* Every bio has completed: the lists are ours alone. */
 	list_splice_init(&batch->bad, &bad);
-	if (pmc_given(&pc->opts, PMC_OPT_NOFUA) && !list_empty(&batch->good))
+	/* dm-kcopyd (s mode) writes without FUA. */
+	if ((pmc_given(&pc->opts, PMC_OPT_NOFUA) || pmc_on_bdev(pc)) &&
+	    !list_empty(&batch->good))
 		flush_err = pmc_pcheck_cut() ? -EIO :
 			blkdev_issue_flush(pc->origin->bdev);
 	if (flush_err) {
@@ -266,7 +365,13 @@ static unsigned int pmc_wb_finish(struct pmemcache *pc,
 
 	list_for_each_entry(b, &done, list)
 		pmc_clear_entry(pc, pmc_idx(pc, b));
-	pmc_fence();
+	/*
+	 * If this fails (s mode: the cache device), the entries stay valid
+	 * on media, naming data the origin holds now; no barrier writes
+	 * anything again and no write is taken, so the blocks go free
+	 * harmlessly.
+	 */
+	pmc_meta_barrier(pc);
 
 	spin_lock(&pc->lock);
 	list_for_each_entry_safe(b, tmp, &done, list) {
@@ -356,7 +461,10 @@ void pmc_writeback_work(struct work_struct *w)
 		INIT_LIST_HEAD(&batch.good);
 		INIT_LIST_HEAD(&batch.bad);
 		pmc_test_point(PMC_TP_WB_SUBMIT);
-		pmc_wb_write(pc, &blocks, &batch);
+		if (pmc_on_bdev(pc))
+			pmc_wb_copy(pc, &blocks, &batch);
+		else
+			pmc_wb_write(pc, &blocks, &batch);
 		if (!atomic_dec_and_test(&batch.pending))
 			wait_for_completion_io(&batch.done);
 		pmc_test_point(PMC_TP_WB_FINISH);

@@ -15,74 +15,82 @@ import sys
 MUTATIONS = [
     ("publish", "io.c",
      "a writer leaves its epoch without publishing its stores (rule 2)",
-     "\tpmc_publish_stores(&pc->flush);\n", ""),
+     "\tif (!pmc_on_bdev(pc))\n\t\tpmc_publish_stores(&pc->flush);\n", ""),
     ("commit-fence-entries", "commit.c",
      "the commit writes its record without fencing first (rule 2)",
-     "\t\twait_event(pc->inflight_wait, !atomic_read(writers));\n\t\tpmc_fence();\n",
-     "\t\twait_event(pc->inflight_wait, !atomic_read(writers));\n"),
+     "\t\tif (pmc_meta_barrier(pc) || pmc_write_commit(pc, seq))\n",
+     "\t\tif (pmc_write_commit(pc, seq))\n"),
     ("commit-fence-record", "commit.c",
      "the commit record is not fenced before the commit counts (rule 2)",
-     "\t\t\tsizeof(c));\n\tpmc_fence();\n", "\t\t\tsizeof(c));\n"),
+     "\t\t\tsizeof(c));\n\treturn pmc_meta_barrier(pc);\n",
+     "\t\t\tsizeof(c));\n\treturn 0;\n"),
     ("commit-fence-superseded", "commit.c",
      "superseded entries zeroed but not fenced before their blocks are freed (rules 3, 4)",
-     "\tif (freed)\n\t\tpmc_fence();\n", ""),
+     "\tif (freed && pmc_meta_barrier(pc)) {", "\tif (0) {"),
     ("commit-keep-superseded", "commit.c",
      "superseded blocks freed without zeroing their entries (rules 3, 4)",
-     "\tlist_for_each_entry(b, &done, list)\n\t\tpmc_clear_entry(pc, pmc_idx(pc, b));\n\tif (freed)\n",
-     "\tif (freed)\n"),
+     "\tlist_for_each_entry(b, &done, list)\n\t\tpmc_clear_entry(pc, pmc_idx(pc, b));\n\tif (freed && ",
+     "\tif (freed && "),
     ("wb-fence", "writeback.c",
      "written-back blocks freed before their zeroed entries are fenced (rule 3)",
-     "\t\tpmc_clear_entry(pc, pmc_idx(pc, b));\n\tpmc_fence();\n\n\tspin_lock(&pc->lock);\n\tlist_for_each_entry_safe(b, tmp, &done, list) {\n\t\t/* The blocks are PMC_WRITEBACK",
-     "\t\tpmc_clear_entry(pc, pmc_idx(pc, b));\n\n\tspin_lock(&pc->lock);\n\tlist_for_each_entry_safe(b, tmp, &done, list) {\n\t\t/* The blocks are PMC_WRITEBACK"),
+     "\tpmc_meta_barrier(pc);\n\n\tspin_lock(&pc->lock);\n\tlist_for_each_entry_safe(b, tmp, &done, list) {\n\t\t/* The blocks are PMC_WRITEBACK",
+     "\n\tspin_lock(&pc->lock);\n\tlist_for_each_entry_safe(b, tmp, &done, list) {\n\t\t/* The blocks are PMC_WRITEBACK"),
     ("wb-no-clear", "writeback.c",
      "written-back blocks freed with their entries still valid (rule 3)",
-     "\tlist_for_each_entry(b, &done, list)\n\t\tpmc_clear_entry(pc, pmc_idx(pc, b));\n\tpmc_fence();\n\n\tspin_lock(&pc->lock);\n\tlist_for_each_entry_safe(b, tmp, &done, list) {\n\t\t/* The blocks are PMC_WRITEBACK",
-     "\tpmc_fence();\n\n\tspin_lock(&pc->lock);\n\tlist_for_each_entry_safe(b, tmp, &done, list) {\n\t\t/* The blocks are PMC_WRITEBACK"),
+     "\tlist_for_each_entry(b, &done, list)\n\t\tpmc_clear_entry(pc, pmc_idx(pc, b));\n\t/*\n\t * If this fails",
+     "\t/*\n\t * If this fails"),
     ("discard-fence", "io.c",
      "discarded blocks freed before their zeroed entries are fenced (rule 4)",
-     "\t\tif (!list_empty(&dead)) {\n\t\t\tpmc_fence();\n",
-     "\t\tif (!list_empty(&dead)) {\n"),
+     "\t\t\t} else {\n\t\t\t\tpmc_fence();\n\t\t\t}\n",
+     "\t\t\t}\n"),
     ("fresh-fence", "io.c",
      "new blocks' data not fenced before readers may copy it (a visibility fence)",
      "\t\t\t/* Visible before a reader may copy it out. */\n\t\t\tpmc_fence();\n",
      "\t\t\t/* Visible before a reader may copy it out. */\n"),
     ("load-fence", "format.c",
      "recovery does not fence the leftovers it zeroed before the cache is used (rule 5)",
-     "\t\tpc->nr_free++;\n\t}\n\tpmc_fence();\n\tif (beyond) {",
-     "\t\tpc->nr_free++;\n\t}\n\tif (beyond) {"),
+     "\t\tpc->nr_free++;\n\t}\n\tif (pmc_meta_barrier(pc)) {",
+     "\t\tpc->nr_free++;\n\t}\n\tif (0) {"),
     ("format-sb-first", "format.c",
      "format writes the superblock before commit record 0 (rule 6)",
-     "\tpmc_write_commit(pc, 0);\t/* fences: everything above durable */\n"
+     "\t/* Fences: everything above durable. */\n"
+     "\tif (pmc_write_commit(pc, 0))\n"
+     "\t\treturn -EIO;\n"
      "\tpmc_test_point(PMC_TP_FORMAT_MID);\n"
      "\thead = cpu_to_le64((u64)PMC_VERSION << 32 | PMC_MAGIC);\n"
      "\tsb.version = 0;\n"
-     "\tpmc_copy_to_pmem(pc->flush.meta, pc->sb, &sb, sizeof(sb));\n"
-     "\tpmc_fence();\n"
-     "\tpmc_write_u64(pc->flush.meta, (__le64 *)pc->sb, head);\n"
-     "\tpmc_fence();\n",
+     "\tpmc_meta_copy(pc, pc->sb, &sb, sizeof(sb));\n"
+     "\tif (pmc_meta_barrier(pc))\n"
+     "\t\treturn -EIO;\n"
+     "\tpmc_meta_u64(pc, (__le64 *)pc->sb, head);\n"
+     "\tif (pmc_meta_barrier(pc))\n"
+     "\t\treturn -EIO;\n",
      "\thead = cpu_to_le64((u64)PMC_VERSION << 32 | PMC_MAGIC);\n"
      "\tsb.version = 0;\n"
-     "\tpmc_copy_to_pmem(pc->flush.meta, pc->sb, &sb, sizeof(sb));\n"
-     "\tpmc_fence();\n"
-     "\tpmc_write_u64(pc->flush.meta, (__le64 *)pc->sb, head);\n"
-     "\tpmc_fence();\n"
+     "\tpmc_meta_copy(pc, pc->sb, &sb, sizeof(sb));\n"
+     "\tif (pmc_meta_barrier(pc))\n"
+     "\t\treturn -EIO;\n"
+     "\tpmc_meta_u64(pc, (__le64 *)pc->sb, head);\n"
+     "\tif (pmc_meta_barrier(pc))\n"
+     "\t\treturn -EIO;\n"
      "\tpmc_test_point(PMC_TP_FORMAT_MID);\n"
-     "\tpmc_write_commit(pc, 0);\n"),
+     "\tif (pmc_write_commit(pc, 0))\n"
+     "\t\treturn -EIO;\n"),
     ("format-no-marker", "format.c",
      "format writes no 'under way' marker first: a torn superblock body is refused (rule 6)",
-     "\tpmc_write_u64(pc->flush.meta, (__le64 *)pc->sb,\n\t\t      cpu_to_le64(PMC_MAGIC));\n\tpmc_fence();\n",
+     "\tpmc_meta_u64(pc, (__le64 *)pc->sb, cpu_to_le64(PMC_MAGIC));\n\tif (pmc_meta_barrier(pc))\n\t\treturn -EIO;\n",
      ""),
     ("format-fence-sb", "format.c",
      "format's superblock is never fenced (rule 6)",
-     "\tpmc_copy_to_pmem(pc->flush.meta, pc->sb, &sb, sizeof(sb));\n\tpmc_fence();\n",
-     "\tpmc_copy_to_pmem(pc->flush.meta, pc->sb, &sb, sizeof(sb));\n"),
+     "\tpmc_meta_copy(pc, pc->sb, &sb, sizeof(sb));\n\tif (pmc_meta_barrier(pc))\n\t\treturn -EIO;\n",
+     "\tpmc_meta_copy(pc, pc->sb, &sb, sizeof(sb));\n"),
     ("wb-nofua-no-flush", "writeback.c",
      "with nofua, written-back blocks freed without flushing the origin (rule 3)",
      "\t\tflush_err = pmc_pcheck_cut() ? -EIO :\n\t\t\tblkdev_issue_flush(pc->origin->bdev);\n",
      "\t\tflush_err = 0;\n", "auto:4096:nofua"),
     ("bypass-clear", "index.c",
      "entries zeroed by a plain store, around flush.c (never written back)",
-     "\tpmc_zero_u64(pc->flush.meta, &pc->entries[i].seq);\n",
+     "\tpmc_meta_u64(pc, &pc->entries[i].seq, 0);\n",
      "\tWRITE_ONCE(pc->entries[i].seq, 0);\n"),
     ("copy-no-flush", "flush.c",
      "clwb mode copies without writing the lines back (no clwb)",
