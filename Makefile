@@ -7,7 +7,7 @@ KDIR ?= /lib/modules/$(shell uname -r)/build
 export CONFIG_DM_PMEMCACHE ?= m
 
 .PHONY: all modules install clean lint check demo bench profile bench-flush \
-	crashcheck mutate
+	crashcheck crashcheck-s mutate
 
 all: modules
 
@@ -56,6 +56,11 @@ check:
 crashcheck:
 	PMC_NO_SKIP=1 PMC_KARGS="$(if $(CONFIGS),pmc.configs=$(CONFIGS)) \
 		$(if $(ADV),pmc.adv=$(ADV))" tests/run.sh persist_full
+
+# s mode: every flush of the dm-log-writes workload of tests/cases/ssd_crash
+# (make check runs a spread of them).
+crashcheck-s:
+	PMC_NO_SKIP=1 PMC_KARGS="pmc.ssd_points=all" tests/run.sh ssd_crash
 
 # Each mutation of tests/lib/mutations.py (a fence removed, an ordering
 # swapped, a store around flush.c) built and run under the persistence

@@ -7,8 +7,10 @@
  * the layout of dm-pmemcache.h, from start_sector on) is read into a RAM
  * image at activation.  The engine stores into the image as it would
  * into pmem (medium.h), and each store marks its PMC_BDEV_CHUNK-byte
- * chunk dirty.  A barrier writes the dirty chunks with dm-io, waits for
- * them, then flushes the device's write cache; so the engine's "fence"
+ * chunk dirty.  A barrier copies the dirty chunks to a bounce buffer
+ * (the image may change under a write, and some devices check data as
+ * they take it), writes them with dm-io, waits for them, then flushes
+ * the device's write cache; so the engine's "fence"
  * of flush.c becomes "everything stored so far, and every data write
  * completed so far, is durable".  Barriers are serialised: one that finds
  * a chunk clean must not return while another barrier's write of that
@@ -17,6 +19,11 @@
  * A failed metadata write or flush latches pc->bdev.failed: no barrier
  * writes anything after it, so that the media keeps a state recovery
  * accepts; the target then refuses writes (status field 1).
+ *
+ * The constructor reads the image (to check or format the device), but
+ * the table it builds may resume only after an older table over the same
+ * device has run on and been suspended: resume reads the image again
+ * (pmc_bdev_reread_image()) before recovery reads the entries.
  */
 
 #include <linux/bitmap.h>
@@ -51,6 +58,11 @@ int pmc_bdev_open(struct pmemcache *pc, sector_t start)
 	}
 	m->start = start;
 	m->size = (u64)(sectors - start) << SECTOR_SHIFT;
+	m->bounce = vmalloc(PMC_BDEV_BOUNCE);
+	if (!m->bounce) {
+		pc->ti->error = "Cannot allocate the metadata write buffer";
+		return -ENOMEM;
+	}
 	m->io = dm_io_client_create();
 	if (IS_ERR(m->io)) {
 		m->io = NULL;
@@ -66,8 +78,9 @@ int pmc_bdev_open(struct pmemcache *pc, sector_t start)
 	return 0;
 }
 
-static int pmc_bdev_io(struct pmemcache *pc, blk_opf_t opf, size_t off,
-		       size_t len)
+/* Read or write @len bytes at @off of the metadata region from/to @buf. */
+static int pmc_bdev_io(struct pmemcache *pc, blk_opf_t opf, void *buf,
+		       size_t off, size_t len)
 {
 	struct pmc_bdev_medium *m = &pc->bdev;
 	struct dm_io_region where = {
@@ -78,7 +91,7 @@ static int pmc_bdev_io(struct pmemcache *pc, blk_opf_t opf, size_t off,
 	struct dm_io_request req = {
 		.bi_opf = opf,
 		.mem.type = DM_IO_VMA,
-		.mem.ptr.vma = m->image + off,
+		.mem.ptr.vma = buf,
 		.client = m->io,
 	};
 
@@ -92,7 +105,7 @@ static int pmc_bdev_io(struct pmemcache *pc, blk_opf_t opf, size_t off,
  *
  * Return: 0 or a negative errno, with ti->error set.
  */
-int pmc_bdev_read_image(struct pmemcache *pc, size_t bytes)
+int pmc_bdev_read_image(struct pmemcache *pc, u64 bytes)
 {
 	struct pmc_bdev_medium *m = &pc->bdev;
 	int r;
@@ -101,20 +114,57 @@ int pmc_bdev_read_image(struct pmemcache *pc, size_t bytes)
 		pc->ti->error = "Cache device too small for its metadata";
 		return -EINVAL;
 	}
-	m->image = vzalloc(bytes);
+	if (bytes > SIZE_MAX || bytes / PMC_BDEV_CHUNK > UINT_MAX) {
+		pc->ti->error = "Cache device too large: its metadata cannot be held in RAM";
+		return -EINVAL;
+	}
+	m->image = __vmalloc(bytes, GFP_KERNEL | __GFP_ZERO | __GFP_NOWARN);
 	m->nr_chunks = bytes / PMC_BDEV_CHUNK;
 	m->dirty = bitmap_zalloc(m->nr_chunks, GFP_KERNEL);
 	if (!m->image || !m->dirty) {
-		pc->ti->error = "Cannot allocate RAM for the cache metadata (about 32 bytes per cache block)";
+		pc->ti->error = "Cannot allocate RAM for the cache metadata (32 bytes per block)";
 		return -ENOMEM;
 	}
 	m->image_size = bytes;
-	r = pmc_bdev_io(pc, REQ_OP_READ, 0, bytes);
+	r = pmc_bdev_io(pc, REQ_OP_READ, m->image, 0, bytes);
 	if (r) {
-		DMERR("%pg: reading the metadata (%zu bytes) failed: %d",
+		DMERR("%pg: reading the metadata (%llu bytes) failed: %d",
 		      pc->cache_dev->bdev, bytes, r);
 		pc->ti->error = "Cannot read the cache metadata from the cache device";
 		return r;
+	}
+	return 0;
+}
+
+/**
+ * pmc_bdev_reread_image() - read the metadata again, at resume
+ * @pc: the cache, constructed and never resumed
+ *
+ * An older table over the same device may have written it since the
+ * constructor read it.  Nothing is dirty: the constructor's barriers
+ * wrote what it stored.
+ *
+ * Return: 0, or a negative errno when the device cannot be read or no
+ * longer holds the superblock the constructor saw.
+ */
+int pmc_bdev_reread_image(struct pmemcache *pc)
+{
+	struct pmc_bdev_medium *m = &pc->bdev;
+	int r;
+
+	mutex_lock(&m->sync_lock);
+	r = pmc_bdev_io(pc, REQ_OP_READ, m->image, 0, m->image_size);
+	bitmap_zero(m->dirty, m->nr_chunks);
+	mutex_unlock(&m->sync_lock);
+	if (r) {
+		DMERR("%pg: reading the metadata again at resume failed: %d",
+		      pc->cache_dev->bdev, r);
+		return r;
+	}
+	if (memcmp(&m->sb_seen, m->image, sizeof(m->sb_seen))) {
+		DMERR("%pg: the cache superblock changed between table load and resume",
+		      pc->cache_dev->bdev);
+		return -EINVAL;
 	}
 	return 0;
 }
@@ -133,6 +183,7 @@ void pmc_bdev_close(struct pmemcache *pc)
 		dm_io_client_destroy(m->io);
 	bitmap_free(m->dirty);
 	vfree(m->image);
+	vfree(m->bounce);
 	memset(m, 0, sizeof(*m));
 }
 
@@ -151,8 +202,11 @@ void pmc_bdev_mark(struct pmemcache *pc, const void *p, size_t len)
 	size_t off = p - m->image;
 	unsigned long i, last = (off + len - 1) / PMC_BDEV_CHUNK;
 
-	/* The store above, before the mark. */
-	smp_mb__before_atomic();
+	/*
+	 * The store above, before the mark is read: a barrier that cleared
+	 * it before would otherwise be missed (test_bit() is a plain load).
+	 */
+	smp_mb();
 	for (i = off / PMC_BDEV_CHUNK; i <= last; i++)
 		if (!test_bit(i, m->dirty))
 			set_bit(i, m->dirty);
@@ -162,9 +216,10 @@ void pmc_bdev_mark(struct pmemcache *pc, const void *p, size_t len)
  * pmc_bdev_barrier() - make the image's stores durable
  * @pc: the cache
  *
- * Writes every dirty chunk (runs of them in one request), then flushes
- * the device: stores marked before the call, and data writes completed
- * before it, are durable when it returns 0.  Sleeps.
+ * Writes every dirty chunk (runs of them, PMC_BDEV_BOUNCE bytes at most
+ * per request, copied first), then flushes the device: stores marked
+ * before the call, and data writes completed before it, are durable when
+ * it returns 0.  Sleeps.
  *
  * Return: 0, or -EIO once the cache device has failed.
  */
@@ -183,22 +238,25 @@ int pmc_bdev_barrier(struct pmemcache *pc)
 	     first < m->nr_chunks;
 	     first = find_next_bit(m->dirty, m->nr_chunks, end)) {
 		end = find_next_zero_bit(m->dirty, m->nr_chunks, first);
+		end = min(end, first + PMC_BDEV_BOUNCE / PMC_BDEV_CHUNK);
 		for (i = first; i < end; i++)
 			clear_bit(i, m->dirty);
 		/* The marks cleared before the image is read. */
 		smp_mb__after_atomic();
-		r = pmc_bdev_io(pc, REQ_OP_WRITE | REQ_SYNC,
+		memcpy(m->bounce, m->image + first * PMC_BDEV_CHUNK,
+		       (end - first) * PMC_BDEV_CHUNK);
+		r = pmc_bdev_io(pc, REQ_OP_WRITE | REQ_SYNC, m->bounce,
 				first * PMC_BDEV_CHUNK,
 				(end - first) * PMC_BDEV_CHUNK);
 		if (r) {
-			DMERR("%pg: writing the cache metadata failed: %d; the cache refuses writes from now on",
+			DMERR("%pg: metadata write failed: %d; no more writes taken",
 			      pc->cache_dev->bdev, r);
 			goto fail;
 		}
 	}
 	r = blkdev_issue_flush(pc->cache_dev->bdev);
 	if (r) {
-		DMERR("%pg: flushing the cache device failed: %d; the cache refuses writes from now on",
+		DMERR("%pg: cache device flush failed: %d; no more writes taken",
 		      pc->cache_dev->bdev, r);
 		goto fail;
 	}

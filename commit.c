@@ -70,6 +70,9 @@ static int __pmc_commit(struct pmemcache *pc)
 	u64 seq = 0, target;
 	bool freed;
 
+	/* No commit succeeds on a failed cache device, not even an empty one. */
+	if (pmc_medium_failed(pc))
+		return -EIO;
 	spin_lock(&pc->lock);
 	if (pc->epoch_writes) {
 		seq = pc->seq_open++;
@@ -84,7 +87,10 @@ static int __pmc_commit(struct pmemcache *pc)
 		       !need_resched())
 			cpu_relax();
 		wait_event(pc->inflight_wait, !atomic_read(writers));
-		if (pmc_meta_barrier(pc) || pmc_write_commit(pc, seq))
+		/* A writer's failed data write latched before it left. */
+		smp_rmb();
+		if (pmc_medium_failed(pc) || pmc_meta_barrier(pc) ||
+		    pmc_write_commit(pc, seq))
 			return -EIO;
 	}
 

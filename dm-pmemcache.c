@@ -235,6 +235,7 @@ static void pmc_free(struct pmemcache *pc)
 		destroy_workqueue(pc->wq);
 	bioset_exit(&pc->wb_bios);
 	bioset_exit(&pc->bdev_bios);
+	mempool_exit(&pc->wb_copies);
 	kvfree(pc->blocks);
 	pmc_pmem_map_release(&pc->pmem);
 	pmc_bdev_close(pc);
@@ -365,6 +366,8 @@ static int pmc_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 		if (r)
 			goto bad;
 		r = pmc_bdev_bioset_init(pc);
+		if (!r)
+			r = pmc_wb_copies_init(pc);
 		if (r) {
 			ti->error = "Cannot allocate the cache device's bio set";
 			goto bad;
@@ -565,6 +568,12 @@ static int pmc_preresume(struct dm_target *ti)
 
 	if (pc->loaded)
 		return 0;
+	/* s mode: what an older table wrote since the constructor read it. */
+	if (pmc_on_bdev(pc)) {
+		r = pmc_bdev_reread_image(pc);
+		if (r)
+			return r;
+	}
 	r = pmc_load(pc);
 	if (r)
 		return r;

@@ -21,6 +21,7 @@
 #include <linux/atomic.h>
 #include <linux/bio.h>
 #include <linux/llist.h>
+#include <linux/mempool.h>
 #include <linux/mutex.h>
 #include <linux/percpu.h>
 #include <linux/rbtree.h>
@@ -78,6 +79,9 @@ struct pmc_stats {
 	u64 discards;
 };
 
+/* pmc_block.filling of a block whose data write failed (s mode). */
+#define PMC_FILL_BAD	3
+
 /* Where a cache block is in its life; see struct pmc_block. */
 enum pmc_state {
 	PMC_FREE,	/* on the free list; its entry's seq is 0 on media */
@@ -99,7 +103,9 @@ enum pmc_state {
  * @state: enum pmc_state
  * @filling: 1 from the moment a writer takes the block from the free list
  *           until its data is copied in, 2 when a reader waits for that;
- *           cleared by the writer without pc->lock (pmc_fill_done())
+ *           cleared by the writer without pc->lock (pmc_fill_done());
+ *           PMC_FILL_BAD (s mode) once a write of its data failed
+ *           (readers get EIO)
  * @age: jiffies when the block was filled (for max_age)
  */
 struct pmc_block {
@@ -125,11 +131,16 @@ struct pmc_block {
  * @nr_chunks: bits in @dirty
  * @sync_lock: one barrier at a time (one that found a chunk clean must
  *             not return before another's write of it completes)
+ * @bounce: PMC_BDEV_BOUNCE bytes the dirty chunks are copied to before
+ *          they are written (the image changes meanwhile; a device that
+ *          checks data at submission needs it stable)
+ * @sb_seen: the superblock as the constructor found or wrote it; resume
+ *           reads the image again and must find the same
  * @io: dm-io client for the metadata writes
  * @kcopyd: dm-kcopyd client for writeback
- * @failed: a metadata write or cache flush failed: no barrier succeeds
- *          again, so that the media keeps what it held then (status
- *          field 1, writes refused)
+ * @failed: a write or flush of the cache device failed: no barrier
+ *          succeeds again, so that the media keeps what it held then
+ *          (status field 1), no commit succeeds, no write is taken
  */
 struct pmc_bdev_medium {
 	sector_t start;
@@ -139,6 +150,8 @@ struct pmc_bdev_medium {
 	unsigned long *dirty;
 	unsigned long nr_chunks;
 	struct mutex sync_lock;	/* see above */
+	void *bounce;
+	struct pmc_sb sb_seen;
 	struct dm_io_client *io;
 	struct dm_kcopyd_client *kcopyd;
 	bool failed;
@@ -193,6 +206,7 @@ struct pmc_bdev_medium {
  * @writeback_work: the writeback loop
  * @max_age_work: the max_age timer
  * @wb_bios: bio set for writeback bios
+ * @wb_copies: s mode: struct pmc_wb_copy for writeback's dm-kcopyd copies
  * @bdev_bios: s mode: bio set for the clones sent to the cache device
  * @defer_lock: protects @deferred (taken in bio completion)
  * @deferred: s mode: flushes, discards and FUA writes for @defer_work
@@ -262,6 +276,7 @@ struct pmemcache {
 	struct delayed_work writeback_work;
 	struct delayed_work max_age_work;
 	struct bio_set wb_bios;
+	mempool_t wb_copies;
 	struct bio_set bdev_bios;
 	spinlock_t defer_lock;	/* see above */
 	struct bio_list deferred;
@@ -356,6 +371,7 @@ void pmc_autocommit_work(struct work_struct *w);
 
 /* writeback.c */
 int pmc_wb_bioset_init(struct pmemcache *pc);
+int pmc_wb_copies_init(struct pmemcache *pc);
 void pmc_writeback_work(struct work_struct *w);
 void pmc_max_age_work(struct work_struct *w);
 int pmc_write_back_all(struct pmemcache *pc, bool interruptible);

@@ -295,6 +295,8 @@ int pmc_open_cache(struct pmemcache *pc)
 		r = pmc_format(pc, fit);
 		if (r)
 			ti->error = "Cannot write the cache device to format it";
+		else if (pmc_on_bdev(pc))
+			memcpy(&pc->bdev.sb_seen, pc->sb, sizeof(pc->bdev.sb_seen));
 		return r;
 	}
 	if (foreign) {
@@ -336,6 +338,8 @@ int pmc_open_cache(struct pmemcache *pc)
 		return -EINVAL;
 	}
 	pc->crc_seed = crc32c(~0U, sb.uuid, sizeof(sb.uuid));
+	if (pmc_on_bdev(pc))
+		pc->bdev.sb_seen = sb;
 	return 0;
 }
 

@@ -109,14 +109,20 @@ static void pmc_fill_done(struct pmc_block *b)
 		wake_up_var(&b->filling);
 }
 
-/* Called with a user count on @b, without pc->lock. */
+/*
+ * Called with a user count on @b, without pc->lock.  Returns once the
+ * data is in, or its write failed (filling PMC_FILL_BAD, s mode).
+ */
 static void pmc_wait_filled(struct pmc_block *b)
 {
+	u8 v;
+
 	/* Acquire: the data copied in before the mark was cleared. */
 	if (likely(!smp_load_acquire(&b->filling)) || !cmpxchg(&b->filling, 1, 2))
 		return;
 	/* Acquire, as above. */
-	wait_var_event(&b->filling, !smp_load_acquire(&b->filling));
+	wait_var_event(&b->filling, (v = smp_load_acquire(&b->filling)) == 0 ||
+		       v == PMC_FILL_BAD);
 }
 
 /* Most blocks a read serves from pmem in one call of pmc_map_read(). */
@@ -228,6 +234,12 @@ static unsigned int pmc_write_blocks(struct pmemcache *pc, u64 origin,
 	spin_lock(&pc->lock);
 	while (k < n) {
 		struct pmc_block *b, *nb;
+
+		/* s mode: nothing is written to a failed cache device. */
+		if (unlikely(pmc_medium_failed(pc))) {
+			*err = -EIO;
+			break;
+		}
 
 		b = pmc_find(pc, origin + k, hint, &slot);
 		if (b && b->state == PMC_DIRTY && b->seq == pc->seq_open) {
@@ -467,6 +479,7 @@ int pmc_map_discard(struct pmemcache *pc, struct bio *bio)
 	struct pmc_block *b, *next;
 	u64 pos = first;
 	LIST_HEAD(dead);
+	int r = 0;
 
 	if (end > first)
 		this_cpu_add(pc->stats->discards, end - first);
@@ -510,18 +523,23 @@ int pmc_map_discard(struct pmemcache *pc, struct bio *bio)
 				 * a newer version of these blocks meanwhile
 				 * makes these zeroes durable first; the
 				 * blocks themselves are on no list until
-				 * this one completes.  A failure: as in
-				 * pmc_wb_finish().
+				 * this one completes.
 				 */
 				spin_unlock(&pc->lock);
-				pmc_meta_barrier(pc);
+				r = pmc_meta_barrier(pc);
 				spin_lock(&pc->lock);
 			} else {
 				pmc_fence();
 			}
 			list_for_each_entry_safe(b, next, &dead, list) {
 				list_del(&b->list);
-				pmc_release(pc, b);
+				/*
+				 * The cache device failed (s mode): their
+				 * zeroes may not be on media, so they are
+				 * never reused (nor written to again).
+				 */
+				if (!r)
+					pmc_release(pc, b);
 			}
 			freed = true;
 		}
@@ -689,15 +707,19 @@ static void pmc_bdev_endio(struct bio *clone)
 	if (clone->bi_status) {
 		/*
 		 * The entry names data that is not there: no commit may
-		 * make it valid.  Like a failed metadata write, this stops
-		 * the cache taking writes.
+		 * make it valid (the latch is seen by the commit that waits
+		 * for this writer), and no read may return what the block
+		 * held before.  Like a failed metadata write, this stops the
+		 * cache taking writes.
 		 */
 		WRITE_ONCE(pc->bdev.failed, true);
 		DMERR("%pg: writing the cache failed; the cache refuses writes from now on",
 		      pc->cache_dev->bdev);
-	}
-	if (io->fresh)
+		if (xchg(&io->b->filling, PMC_FILL_BAD) == 2)
+			wake_up_var(&io->b->filling);
+	} else if (io->fresh) {
 		pmc_fill_done(io->b);
+	}
 	pmc_write_done(pc, 1, io->seq);
 	fua = io->fua;
 	bio_put(clone);
@@ -770,6 +792,13 @@ int pmc_bdev_map(struct pmemcache *pc, struct bio *bio, bool promote)
 		if (nr > 1)
 			dm_accept_partial_bio(bio, 1U << shift);
 		pmc_wait_filled(b);
+		if (READ_ONCE(b->filling) == PMC_FILL_BAD) {
+			/* Its data never reached the cache device. */
+			spin_lock(&pc->lock);
+			pmc_put_user(pc, b);
+			spin_unlock(&pc->lock);
+			return DM_MAPIO_KILL;
+		}
 		pmc_bdev_submit(pc, bio, b, &io);
 		submit_bio_noacct(&io->clone);
 		return DM_MAPIO_SUBMITTED;

@@ -28,6 +28,8 @@
 
 /* s mode: the metadata image is tracked and written in chunks of this. */
 #define PMC_BDEV_CHUNK		4096
+/* s mode: the most bytes of the image one metadata write carries. */
+#define PMC_BDEV_BOUNCE		BIT(20)
 
 /* Is the cache on a block device (s mode)? */
 static inline bool pmc_on_bdev(const struct pmemcache *pc)
@@ -37,7 +39,8 @@ static inline bool pmc_on_bdev(const struct pmemcache *pc)
 
 /* bdev_medium.c */
 int pmc_bdev_open(struct pmemcache *pc, sector_t start);
-int pmc_bdev_read_image(struct pmemcache *pc, size_t bytes);
+int pmc_bdev_read_image(struct pmemcache *pc, u64 bytes);
+int pmc_bdev_reread_image(struct pmemcache *pc);
 void pmc_bdev_close(struct pmemcache *pc);
 void pmc_bdev_mark(struct pmemcache *pc, const void *p, size_t len);
 int pmc_bdev_barrier(struct pmemcache *pc);
@@ -120,6 +123,12 @@ static inline int pmc_meta_barrier(struct pmemcache *pc)
 		return pmc_bdev_barrier(pc);
 	pmc_fence();
 	return 0;
+}
+
+/* Has the cache device failed (s mode; see struct pmc_bdev_medium)? */
+static inline bool pmc_medium_failed(const struct pmemcache *pc)
+{
+	return pmc_on_bdev(pc) && READ_ONCE(pc->bdev.failed);
 }
 
 /* The first byte of the metadata region: the superblock. */

@@ -108,6 +108,9 @@ static bool pmc_wb_wanted(struct pmemcache *pc, bool *active)
 {
 	u64 used = pmc_used_percent(pc);
 
+	/* s mode: blocks written back could not be freed (see pmc_wb_finish()). */
+	if (pmc_medium_failed(pc))
+		return false;
 	if (atomic_read(&pc->wb_all) || READ_ONCE(pc->cleaner))
 		return true;
 	if (used >= pc->opts.val[PMC_OPT_HIGH_WATERMARK])
@@ -229,13 +232,29 @@ static void pmc_wb_write(struct pmemcache *pc, struct list_head *blocks,
  * struct pmc_wb_copy - s mode: one dm-kcopyd copy, cache device to origin
  * @blocks: the blocks, adjacent on both devices, in origin order
  * @batch: the batch it belongs to
+ * @pc: the cache
  * @sector: where it starts on the origin
  */
 struct pmc_wb_copy {
 	struct list_head blocks;
 	struct pmc_wb_batch *batch;
+	struct pmemcache *pc;
 	sector_t sector;
 };
+
+/**
+ * pmc_wb_copies_init() - s mode: the pool of writeback's copy records
+ * @pc: the cache
+ *
+ * Free with mempool_exit().
+ *
+ * Return: 0 or a negative errno.
+ */
+int pmc_wb_copies_init(struct pmemcache *pc)
+{
+	return mempool_init_kmalloc_pool(&pc->wb_copies, 16,
+					 sizeof(struct pmc_wb_copy));
+}
 
 static void pmc_wb_copy_done(int read_err, unsigned long write_err,
 			     void *context)
@@ -252,7 +271,7 @@ static void pmc_wb_copy_done(int read_err, unsigned long write_err,
 	spin_lock_irqsave(&batch->lock, flags);
 	list_splice_tail(&c->blocks, bad ? &batch->bad : &batch->good);
 	spin_unlock_irqrestore(&batch->lock, flags);
-	kfree(c);
+	mempool_free(c, &c->pc->wb_copies);
 	if (atomic_dec_and_test(&batch->pending))
 		complete(&batch->done);
 }
@@ -289,7 +308,6 @@ static void pmc_wb_copy(struct pmemcache *pc, struct list_head *blocks,
 	struct pmc_wb_copy *c = NULL;
 	struct pmc_block *b, *tmp;
 	u64 next = 0, next_idx = 0, n = 0;
-	unsigned long flags;
 
 	list_for_each_entry_safe(b, tmp, blocks, list) {
 		if (c && b->origin == next && pmc_idx(pc, b) == next_idx) {
@@ -301,16 +319,11 @@ static void pmc_wb_copy(struct pmemcache *pc, struct list_head *blocks,
 		}
 		if (c)
 			pmc_wb_copy_submit(pc, c, n);
-		c = kmalloc(sizeof(*c), GFP_NOIO);
-		if (!c) {
-			/* Failed: tried again by a later batch. */
-			spin_lock_irqsave(&batch->lock, flags);
-			list_move_tail(&b->list, &batch->bad);
-			spin_unlock_irqrestore(&batch->lock, flags);
-			continue;
-		}
+		/* Waits for a copy of this batch to complete, at worst. */
+		c = mempool_alloc(&pc->wb_copies, GFP_NOIO);
 		INIT_LIST_HEAD(&c->blocks);
 		c->batch = batch;
+		c->pc = pc;
 		c->sector = b->origin << (pc->block_shift - SECTOR_SHIFT);
 		list_move_tail(&b->list, &c->blocks);
 		next = b->origin + 1;
@@ -365,13 +378,16 @@ static unsigned int pmc_wb_finish(struct pmemcache *pc,
 
 	list_for_each_entry(b, &done, list)
 		pmc_clear_entry(pc, pmc_idx(pc, b));
-	/*
-	 * If this fails (s mode: the cache device), the entries stay valid
-	 * on media, naming data the origin holds now; no barrier writes
-	 * anything again and no write is taken, so the blocks go free
-	 * harmlessly.
-	 */
-	pmc_meta_barrier(pc);
+	if (pmc_meta_barrier(pc)) {
+		/*
+		 * s mode, the cache device failed: the zeroes may not be on
+		 * media, so the blocks must not be reused.  They stay dirty
+		 * (their data is on the origin too); writeback stops.
+		 */
+		list_for_each_entry(b, &done, list)
+			failed++;
+		list_splice_init(&done, &bad);
+	}
 
 	spin_lock(&pc->lock);
 	list_for_each_entry_safe(b, tmp, &done, list) {
@@ -522,7 +538,11 @@ int pmc_write_back_all(struct pmemcache *pc, bool interruptible)
 		mutex_lock(&pc->flush_lock);
 	else if (mutex_lock_interruptible(&pc->flush_lock))
 		return -EINTR;
-	pmc_commit(pc);
+	if (pmc_commit(pc)) {
+		/* s mode: the cache device failed; nothing more is written. */
+		mutex_unlock(&pc->flush_lock);
+		return -EIO;
+	}
 	spin_lock(&pc->lock);
 	pc->wb_upto = pc->committed;
 	pc->wb_upto_done = false;

@@ -23,7 +23,7 @@ if [ "$MODE" = par ]; then
 	SYSTEMS="raw linear writecache pmemcache"
 	WORKLOADS="randwrite_2jobs randwrite_qd1"
 else
-	SYSTEMS="raw linear writecache pmemcache origin"
+	SYSTEMS="raw linear writecache pmemcache writecache_s pmemcache_s origin"
 	WORKLOADS="randwrite_qd1 randwrite_qd16 randwrite_fsync32 seqwrite_128k readhit_qd1 randrw_70_30"
 fi
 # A part of the matrix (the test of this script runs a few runs of each
@@ -37,6 +37,12 @@ _origin_setup 512 1
 _modprobe dm_writecache
 len=$(_sectors /dev/mapper/origin)
 C=/dev/pmem0
+# s mode's cache device: the second null_blk (memory-backed, no delay),
+# every page allocated now so that no system pays for first touches.
+SDEV=/dev/nullb1
+case " $SYSTEMS " in
+*_s" "*) dd if=/dev/zero of=$SDEV bs=1M oflag=direct status=none 2> /dev/null || true ;;
+esac
 
 # setup SYSTEM: create it fresh, print the device to test
 setup() {
@@ -52,6 +58,14 @@ setup() {
 	pmemcache)
 		dmsetup create pc --table "0 $len pmemcache p /dev/mapper/origin $C 4096 0"
 		echo /dev/mapper/pc ;;
+	writecache_s)
+		dd if=/dev/zero of=$SDEV bs=4k count=1 oflag=direct status=none
+		dmsetup create wcs --table "0 $len writecache s /dev/mapper/origin $SDEV 4096 0"
+		echo /dev/mapper/wcs ;;
+	pmemcache_s)
+		dd if=/dev/zero of=$SDEV bs=4k count=1 oflag=direct status=none
+		dmsetup create pcs --table "0 $len pmemcache s /dev/mapper/origin $SDEV 4096 0"
+		echo /dev/mapper/pcs ;;
 	origin) echo /dev/mapper/origin ;;
 	esac
 }
@@ -60,6 +74,8 @@ teardown() {
 	dmsetup remove lin 2>/dev/null || true
 	dmsetup remove wc 2>/dev/null || true
 	dmsetup remove pc 2>/dev/null || true
+	dmsetup remove wcs 2>/dev/null || true
+	dmsetup remove pcs 2>/dev/null || true
 }
 
 # job WORKLOAD DEV: the fio run, JSON on stdout

@@ -51,8 +51,10 @@ python3 - "$work" <<'PY'
 import json, os, statistics, sys
 work = sys.argv[1]
 systems = ["raw", "linear", "writecache", "pmemcache", "origin"]
+ssys = ["writecache_s", "pmemcache_s"]
 names = {"raw": "raw pmem", "linear": "dm-linear", "writecache": "dm-writecache",
-         "pmemcache": "dm-pmemcache", "origin": "origin"}
+         "pmemcache": "dm-pmemcache", "origin": "origin",
+         "writecache_s": "dm-writecache s", "pmemcache_s": "dm-pmemcache s"}
 wls = ["randwrite_qd1", "randwrite_qd16", "randwrite_fsync32", "seqwrite_128k",
        "readhit_qd1", "randrw_70_30"]
 label = {"randwrite_qd1": "4K randwrite QD1 (IOPS)", "randwrite_qd16": "4K randwrite QD16 (IOPS)",
@@ -61,7 +63,7 @@ label = {"randwrite_qd1": "4K randwrite QD1 (IOPS)", "randwrite_qd16": "4K randw
 rounds = sorted(os.listdir(os.path.join(work, "fio")), key=int)
 raw, res = {}, {}
 for w in wls:
-    for s in systems:
+    for s in systems + ssys:
         vals, p50, p99 = [], [], []
         for r in rounds:
             j = json.load(open(os.path.join(work, "fio", r, w, s + ".json")))
@@ -95,6 +97,20 @@ for w in wls:
     rw, rl, rr = (pc / res[(w, x)][0] for x in ("writecache", "linear", "raw"))
     ratios.append((w, rw, rl, rr))
     out.append(f"| {label[w]} | " + " | ".join(cells) + f" | {rw:.2f} | {rl:.2f} | {rr:.2f} |")
+# s mode: the same workloads, the cache on a block device (null_blk).
+out.append("")
+out.append("s mode (deterministic mode): the cache device is a memory-backed "
+           "null_blk, the origin as above.\n")
+out.append("| workload | " + " | ".join(names[s] for s in ssys) + " | pmemcache s/writecache s |")
+out.append("|---" * (len(ssys) + 2) + "|")
+for w in wls:
+    cells = []
+    for s in ssys:
+        v, lo, hi, a, b = res[(w, s)]
+        k = f"{v / 1000:.1f}k" if w != "seqwrite_128k" else f"{v:.0f}"
+        cells.append(f"{k} ({a:.0f}/{b:.0f})")
+    r = res[(w, "pmemcache_s")][0] / res[(w, "writecache_s")][0]
+    out.append(f"| {label[w]} | " + " | ".join(cells) + f" | {r:.2f} |")
 # Parallel mode: medians and min-max of the rounds.
 pw = os.path.join(work, "parallel", "fio")
 prounds = sorted(os.listdir(pw), key=int)

@@ -6,7 +6,8 @@
 # persistence checker, and run through tests/cases/persist_full in its
 # mutant mode (every fence and every third store of the workload, second
 # cuts after 6 recoveries, 10 adversarial cuts per mode, stopping at the
-# first broken guarantee).  Prints a table:
+# first broken guarantee); those for s mode (config "ssd") through
+# tests/cases/ssd_crash at every flush.  Prints a table:
 # mutation, caught or not, after how many power cuts, and the first
 # guarantee broken.  One VM boot per mutation; results in
 # tests/results/mutate/.
@@ -27,25 +28,34 @@ for name in $names; do
 	rm -rf "$tree"
 	git clone -q "$top" "$tree" || exit 2
 	python3 "$top/tests/lib/mutations.py" apply "$name" "$tree" || exit 2
-	echo "$cfg" > "$tree/tests/.mutant"
-	(cd "$tree" && PMC_NO_SKIP=1 tests/run.sh persist_full) > "$tree/run.log" 2>&1
-	o=$tree/tests/results/persist_full/output
-	res=$(cat "$tree/tests/results/persist_full/result" 2>/dev/null)
+	# s-mode mutations run under the dm-log-writes crash test, every
+	# flush of it; the others under the persistence checker.
+	t=persist_full
+	if [ "$cfg" = ssd ]; then
+		t=ssd_crash
+		(cd "$tree" && PMC_NO_SKIP=1 PMC_KARGS="pmc.ssd_points=all" \
+			tests/run.sh $t) > "$tree/run.log" 2>&1
+	else
+		echo "$cfg" > "$tree/tests/.mutant"
+		(cd "$tree" && PMC_NO_SKIP=1 tests/run.sh $t) > "$tree/run.log" 2>&1
+	fi
+	o=$tree/tests/results/$t/output
+	res=$(cat "$tree/tests/results/$t/result" 2>/dev/null)
 	# A failed body says why in its output.
 	[ "$res" = "fail: test body exited with 1" ] &&
 		res=$(grep -m1 '^FAIL: ' "$o" | sed 's/^FAIL: /fail: /')
-	cuts=$(sed -n 's/^explored \([0-9]*\) power cuts.*/\1/p' "$o" 2>/dev/null)
+	cuts=$(sed -n 's/^explored \([0-9]*\) \(power cuts\|crash points\).*/\1/p' "$o" 2>/dev/null)
 	case "$res" in
 	pass)
 		caught=no how="every guarantee held" ;;
-	*"power cuts broke a guarantee"*)
+	*"power cuts broke a guarantee"* | *"crash points broke a guarantee"*)
 		caught=yes how=$(grep -m1 '^BROKEN' "$o" | cut -c9-) ;;
 	*"without a cut broke"* | *"workload failed without a cut"*)
 		# The engine broke (or refused) its own state with the
 		# power on.
 		caught=yes how="a run without a cut: ${res#fail: }" ;;
 	*"overtaken before its fence"*)
-		caught=yes how="$(grep -m1 'still holds unfenced' "$tree/tests/results/persist_full/dmesg" | cut -c1-300)" ;;
+		caught=yes how="$(grep -m1 'still holds unfenced' "$tree/tests/results/$t/dmesg" | cut -c1-300)" ;;
 	*)
 		caught=ERROR how="no verdict: ${res:-no result} (see $tree/run.log)" ;;
 	esac

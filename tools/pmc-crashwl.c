@@ -459,6 +459,8 @@ static uint64_t last_version(const char *logname)
 static int do_run(const char *dev, const char *logname, int append)
 {
 	struct run_state st = { .dev = dev, .fd = -1, .fds = -1 };
+	const char *markdev = getenv("PMC_MARK_DEV");
+	unsigned long marks = 0;
 	char line[512];
 
 	st.ver = mmap(NULL, sizeof(*st.ver), PROT_READ | PROT_WRITE,
@@ -487,6 +489,18 @@ static int do_run(const char *dev, const char *logname, int append)
 		if (power_cut()) {
 			fprintf(st.log, "E power cut after: %s\n", line);
 			break;
+		}
+		if (markdev && *markdev) {
+			char cmd[300], err[1200];
+
+			/* Where this line ended, in the dm-log-writes log. */
+			snprintf(cmd, sizeof(cmd), "message %s mark %lu", markdev,
+				 ++marks);
+			if (dm_cmd(cmd, err, sizeof(err))) {
+				fprintf(st.log, "E %s\n", err);
+				break;
+			}
+			fprintf(st.log, "K %lu\n", marks);
 		}
 	}
 	fprintf(st.log, "END\n");
@@ -519,13 +533,13 @@ static int written(const struct blk_state *s, uint64_t v)
 }
 
 static int do_verify(const char *dev, const char *logname, uint64_t first,
-		     uint64_t n, int record)
+		     uint64_t n, int record, const char *upto)
 {
 	struct blk_state *st = calloc(n, sizeof(*st));
 	uint64_t *buf = block_buf(1), *want = block_buf(1);
 	FILE *log = fopen(logname, "r");
 	char line[512];
-	int fd, k, bad = 0;
+	int fd, k, bad = 0, after = 0;
 	uint64_t b, v, i;
 
 	if (!log)
@@ -534,10 +548,23 @@ static int do_verify(const char *dev, const char *logname, uint64_t first,
 		die("calloc");
 	for (i = 0; i < n; i++)
 		st[i].floor_set = 1;
+	/* Mark 0: the power went before the first line ended. */
+	after = upto && !strcmp(upto, "0");
 	while (fgets(line, sizeof(line), log)) {
 		char op = line[0];
 		struct blk_state *s;
 
+		line[strcspn(line, "\n")] = 0;
+		if (op == 'K' && upto && !strcmp(line + 2, upto)) {
+			/*
+			 * The power went after this mark: later writes may or
+			 * may not have happened, nothing later is durable.
+			 */
+			after = 1;
+			continue;
+		}
+		if (after && op != 'P' && op != 'D')
+			continue;
 		if (op == 'F') {
 			/* Acknowledged before the flush began: durable now. */
 			for (i = 0; i < n; i++) {
@@ -592,6 +619,10 @@ static int do_verify(const char *dev, const char *logname, uint64_t first,
 		}
 	}
 	fclose(log);
+	if (upto && !after) {
+		fprintf(stderr, "verify: no mark %s in %s\n", upto, logname);
+		return 2;
+	}
 
 	fd = open(dev, O_RDONLY | O_DIRECT);
 	if (fd < 0)
@@ -751,6 +782,141 @@ static int do_replay(const char *logdev, const char *dev)
 	return 0;
 }
 
+/* A dm-log-writes log, read one entry at a time. */
+struct lw_reader {
+	int fd;
+	struct lw_super sb;
+	uint64_t i;		/* the next entry */
+	uint64_t pos;		/* its offset in the log */
+	struct lw_entry e;	/* the entry read last */
+	char mark[256];		/* its text, for a mark */
+};
+
+static int lw_open(struct lw_reader *r, const char *logdev)
+{
+	memset(r, 0, sizeof(*r));
+	r->fd = open(logdev, O_RDONLY);
+	if (r->fd < 0)
+		die(logdev);
+	if (pread(r->fd, &r->sb, sizeof(r->sb), 0) != sizeof(r->sb))
+		die("log: read super");
+	if (r->sb.magic != LW_MAGIC || r->sb.sectorsize < 512 ||
+	    r->sb.sectorsize > 65536) {
+		fprintf(stderr, "%s holds no dm-log-writes log\n", logdev);
+		return -1;
+	}
+	r->pos = r->sb.sectorsize;
+	return 0;
+}
+
+/* The next entry into r->e; its data starts at r->pos - data bytes. */
+static int lw_next(struct lw_reader *r)
+{
+	char sec[512];
+
+	if (r->i >= r->sb.nr_entries)
+		return 0;
+	if (pread(r->fd, sec, sizeof(sec), r->pos) != sizeof(sec))
+		die("log: read entry");
+	memcpy(&r->e, sec, sizeof(r->e));
+	if (r->e.nr_sectors > (1ULL << 24)) {
+		fprintf(stderr, "log: entry %" PRIu64 " is corrupt\n", r->i);
+		exit(2);
+	}
+	r->mark[0] = 0;
+	if (r->e.flags & LW_MARK) {
+		size_t len = r->e.data_len;
+
+		if (len > sizeof(sec) - sizeof(r->e))
+			len = sizeof(sec) - sizeof(r->e);
+		if (len > sizeof(r->mark) - 1)
+			len = sizeof(r->mark) - 1;
+		memcpy(r->mark, sec + sizeof(r->e), len);
+		r->mark[len] = 0;
+	}
+	r->pos += r->sb.sectorsize;
+	if (!(r->e.flags & (LW_DISCARD | LW_MARK)))
+		r->pos += r->e.nr_sectors * r->sb.sectorsize;
+	r->i++;
+	return 1;
+}
+
+/* pmc_crashwl entries LOGDEV: one line an entry, "INDEX KIND SECTOR N". */
+static int do_entries(const char *logdev)
+{
+	struct lw_reader r;
+
+	if (lw_open(&r, logdev))
+		return 2;
+	while (lw_next(&r)) {
+		const char *kind = r.e.flags & LW_MARK ? "mark" :
+				   r.e.flags & LW_DISCARD ? "discard" :
+				   r.e.flags & LW_FLUSH && !r.e.nr_sectors ? "flush" :
+				   r.e.flags & LW_FUA ? "fua" : "write";
+
+		printf("%" PRIu64 " %s %" PRIu64 " %" PRIu64 "%s%s\n", r.i - 1,
+		       kind, (uint64_t)r.e.sector, (uint64_t)r.e.nr_sectors,
+		       r.mark[0] ? " " : "", r.mark);
+	}
+	close(r.fd);
+	return 0;
+}
+
+/*
+ * pmc_crashwl apply LOGDEV DEV FROM TO [SEED]: the writes of entries
+ * FROM..TO-1 onto DEV (discards and marks are skipped, as in replay); with
+ * SEED, each write independently with probability 1/2: writes that
+ * completed but that no flush made durable yet, some of which a power
+ * cut keeps.  Prints how many it wrote.
+ */
+static int do_apply(const char *logdev, const char *dev, uint64_t from,
+		    uint64_t to, uint64_t seed)
+{
+	int dfd = open(dev, O_WRONLY | O_DIRECT);
+	uint64_t x = seed * 0x9e3779b97f4a7c15ULL + 1, done = 0;
+	struct lw_reader r;
+	void *buf = NULL;
+	size_t cap = 0;
+
+	if (dfd < 0)
+		die(dev);
+	if (lw_open(&r, logdev))
+		return 2;
+	while (r.i < to && lw_next(&r)) {
+		size_t len = r.e.nr_sectors * r.sb.sectorsize;
+
+		if (r.i - 1 < from || (r.e.flags & (LW_DISCARD | LW_MARK)) ||
+		    !len)
+			continue;
+		if (seed) {
+			x ^= x << 13;
+			x ^= x >> 7;
+			x ^= x << 17;
+			if (x & 1)
+				continue;
+		}
+		if (len > cap) {
+			free(buf);
+			if (posix_memalign(&buf, BS, len))
+				die("posix_memalign");
+			cap = len;
+		}
+		if (pread(r.fd, buf, len, r.pos - len) != (ssize_t)len)
+			die("apply: read data");
+		if (pwrite(dfd, buf, len, r.e.sector * r.sb.sectorsize) !=
+		    (ssize_t)len)
+			die("apply: write");
+		done++;
+	}
+	if (fsync(dfd))
+		die("apply: fsync");
+	printf("applied %" PRIu64 "\n", done);
+	free(buf);
+	close(r.fd);
+	close(dfd);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	if (argc == 4 && !strcmp(argv[1], "replay"))
@@ -765,7 +931,19 @@ int main(int argc, char **argv)
 			  !strcmp(argv[1], "restart")))
 		return do_verify(argv[2], argv[3], strtoull(argv[4], NULL, 0),
 				 strtoull(argv[5], NULL, 0),
-				 !strcmp(argv[1], "restart"));
-	fprintf(stderr, "usage: pmc_crashwl run DEV LOG [append] < SCRIPT | verify|restart DEV LOG FIRST N | replay LOGDEV DEV | ctl < SCRIPT\n");
+				 !strcmp(argv[1], "restart"), NULL);
+	if (argc == 7 && !strcmp(argv[1], "verify"))
+		return do_verify(argv[2], argv[3], strtoull(argv[4], NULL, 0),
+				 strtoull(argv[5], NULL, 0), 0, argv[6]);
+	if (argc == 3 && !strcmp(argv[1], "entries"))
+		return do_entries(argv[2]);
+	if (argc == 6 && !strcmp(argv[1], "apply"))
+		return do_apply(argv[2], argv[3], strtoull(argv[4], NULL, 0),
+				strtoull(argv[5], NULL, 0), 0);
+	if (argc == 7 && !strcmp(argv[1], "apply"))
+		return do_apply(argv[2], argv[3], strtoull(argv[4], NULL, 0),
+				strtoull(argv[5], NULL, 0),
+				strtoull(argv[6], NULL, 0));
+	fprintf(stderr, "usage: pmc_crashwl run DEV LOG [append] < SCRIPT | verify|restart DEV LOG FIRST N | verify DEV LOG FIRST N MARK | replay LOGDEV DEV | entries LOGDEV | apply LOGDEV DEV FROM TO [SEED] | ctl < SCRIPT\n");
 	return 2;
 }
