@@ -54,6 +54,8 @@ for name in $names; do
 		# The engine broke (or refused) its own state with the
 		# power on.
 		caught=yes how="a run without a cut: ${res#fail: }" ;;
+	*"without a flush reaching the disk"*)
+		caught=yes how="${res#fail: }" ;;
 	*"overtaken before its fence"*)
 		caught=yes how="$(grep -m1 'still holds unfenced' "$tree/tests/results/$t/dmesg" | cut -c1-300)" ;;
 	*)
