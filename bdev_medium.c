@@ -120,7 +120,9 @@ int pmc_bdev_read_image(struct pmemcache *pc, u64 bytes)
 	}
 	m->image = __vmalloc(bytes, GFP_KERNEL | __GFP_ZERO | __GFP_NOWARN);
 	m->nr_chunks = bytes / PMC_BDEV_CHUNK;
-	m->dirty = bitmap_zalloc(m->nr_chunks, GFP_KERNEL);
+	if (m->image)
+		m->dirty = kvcalloc(BITS_TO_LONGS(m->nr_chunks), sizeof(long),
+				    GFP_KERNEL);
 	if (!m->image || !m->dirty) {
 		pc->ti->error = "Cannot allocate RAM for the cache metadata (32 bytes per block)";
 		return -ENOMEM;
@@ -181,7 +183,7 @@ void pmc_bdev_close(struct pmemcache *pc)
 		dm_kcopyd_client_destroy(m->kcopyd);
 	if (m->io)
 		dm_io_client_destroy(m->io);
-	bitmap_free(m->dirty);
+	kvfree(m->dirty);
 	vfree(m->image);
 	vfree(m->bounce);
 	memset(m, 0, sizeof(*m));
@@ -210,6 +212,19 @@ void pmc_bdev_mark(struct pmemcache *pc, const void *p, size_t len)
 	for (i = off / PMC_BDEV_CHUNK; i <= last; i++)
 		if (!test_bit(i, m->dirty))
 			set_bit(i, m->dirty);
+}
+
+/**
+ * pmc_bdev_fail() - the cache device failed: latch it
+ * @pc: the cache
+ *
+ * Writers waiting for a free block wake up to fail: none will come free.
+ * Any context.
+ */
+void pmc_bdev_fail(struct pmemcache *pc)
+{
+	WRITE_ONCE(pc->bdev.failed, true);
+	wake_up_all(&pc->free_wait);
 }
 
 /**
@@ -262,7 +277,7 @@ int pmc_bdev_barrier(struct pmemcache *pc)
 	}
 	goto out;
 fail:
-	WRITE_ONCE(m->failed, true);
+	pmc_bdev_fail(pc);
 	r = -EIO;
 out:
 	mutex_unlock(&m->sync_lock);

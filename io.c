@@ -100,12 +100,21 @@ bool pmc_writes_around(struct pmemcache *pc)
  * (filling = 1, under pc->lock) and clears the mark when done; a reader
  * that finds the mark set turns it to 2 and sleeps until it is cleared.
  * The writer fences its copies first (non-temporal stores are not
- * ordered by plain barriers), then clears the mark with xchg(), a full
+ * ordered by plain barriers), then clears the mark with cmpxchg(), a full
  * barrier; readers load the mark with acquire semantics.
  */
 static void pmc_fill_done(struct pmc_block *b)
 {
-	if (xchg(&b->filling, 0) == 2)
+	u8 old = READ_ONCE(b->filling), prev;
+
+	/* A failed write's poison (s mode) stays. */
+	while (old != PMC_FILL_BAD) {
+		prev = cmpxchg(&b->filling, old, 0);
+		if (prev == old)
+			break;
+		old = prev;
+	}
+	if (old == 2)
 		wake_up_var(&b->filling);
 }
 
@@ -279,7 +288,8 @@ static unsigned int pmc_write_blocks(struct pmemcache *pc, u64 origin,
 				queue_work(pc->wq, &pc->commit_work);
 			pmc_kick_writeback(pc);
 			wait_event(pc->free_wait, READ_ONCE(pc->nr_free) ||
-				   READ_ONCE(pc->wb_failing));
+				   READ_ONCE(pc->wb_failing) ||
+				   pmc_medium_failed(pc));
 			spin_lock(&pc->lock);
 			hint = NULL;	/* the index may have changed */
 			continue;
@@ -483,6 +493,11 @@ int pmc_map_discard(struct pmemcache *pc, struct bio *bio)
 
 	if (end > first)
 		this_cpu_add(pc->stats->discards, end - first);
+	/* s mode: nothing more is written to a failed cache device. */
+	if (pmc_medium_failed(pc)) {
+		bio_io_error(bio);
+		return DM_MAPIO_SUBMITTED;
+	}
 	if (READ_ONCE(pc->epoch_writes) ||
 	    READ_ONCE(pc->committed) + 1 < READ_ONCE(pc->seq_open))
 		pmc_commit(pc);
@@ -546,6 +561,10 @@ int pmc_map_discard(struct pmemcache *pc, struct bio *bio)
 		spin_unlock(&pc->lock);
 		if (freed)
 			wake_up_all(&pc->free_wait);
+		if (r) {
+			bio_io_error(bio);
+			return DM_MAPIO_SUBMITTED;
+		}
 		cond_resched();
 	}
 	if (!bdev_max_discard_sectors(pc->origin->bdev)) {
@@ -712,9 +731,9 @@ static void pmc_bdev_endio(struct bio *clone)
 		 * held before.  Like a failed metadata write, this stops the
 		 * cache taking writes.
 		 */
-		WRITE_ONCE(pc->bdev.failed, true);
-		DMERR("%pg: writing the cache failed; the cache refuses writes from now on",
-		      pc->cache_dev->bdev);
+		pmc_bdev_fail(pc);
+		DMERR_LIMIT("%pg: writing the cache failed; the cache refuses writes from now on",
+			    pc->cache_dev->bdev);
 		if (xchg(&io->b->filling, PMC_FILL_BAD) == 2)
 			wake_up_var(&io->b->filling);
 	} else if (io->fresh) {

@@ -43,6 +43,7 @@ int pmc_bdev_read_image(struct pmemcache *pc, u64 bytes);
 int pmc_bdev_reread_image(struct pmemcache *pc);
 void pmc_bdev_close(struct pmemcache *pc);
 void pmc_bdev_mark(struct pmemcache *pc, const void *p, size_t len);
+void pmc_bdev_fail(struct pmemcache *pc);
 int pmc_bdev_barrier(struct pmemcache *pc);
 sector_t pmc_bdev_data_sector(struct pmemcache *pc, u64 idx);
 

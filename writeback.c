@@ -382,10 +382,9 @@ static unsigned int pmc_wb_finish(struct pmemcache *pc,
 		/*
 		 * s mode, the cache device failed: the zeroes may not be on
 		 * media, so the blocks must not be reused.  They stay dirty
-		 * (their data is on the origin too); writeback stops.
+		 * (their data is on the origin too); writeback stops.  Not
+		 * origin errors: not counted in wb_errors.
 		 */
-		list_for_each_entry(b, &done, list)
-			failed++;
 		list_splice_init(&done, &bad);
 	}
 
