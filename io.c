@@ -391,6 +391,23 @@ static void pmc_kick_if_high(struct pmemcache *pc)
 		pmc_kick_writeback(pc);
 }
 
+/*
+ * No block of a write was taken: it fails with @err (a full cache while
+ * writeback fails, or a failed cache device), or goes around the cache.
+ */
+static int pmc_write_none(struct pmemcache *pc, struct bio *bio, int err,
+			  bool promote)
+{
+	if (!err)
+		return pmc_write_around(pc, bio, promote);
+	DMERR_LIMIT("%pg: cache full, writeback failing: write of cached block %llu failed",
+		    pc->cache_dev->bdev,
+		    bio->bi_iter.bi_sector >> (pc->block_shift - SECTOR_SHIFT));
+	bio->bi_status = errno_to_blk_status(err);
+	bio_endio(bio);
+	return DM_MAPIO_SUBMITTED;
+}
+
 /**
  * pmc_map_write() - map a write
  * @pc: the cache
@@ -438,15 +455,8 @@ int pmc_map_write(struct pmemcache *pc, struct bio *bio, bool promote)
 	}
 	this_cpu_add(pc->stats->writes, i);
 
-	if (!i && err) {
-		DMERR_LIMIT("%pg: cache full, writeback failing: write of cached block %llu failed",
-			    pc->cache_dev->bdev, first);
-		bio->bi_status = errno_to_blk_status(err);
-		bio_endio(bio);
-		return DM_MAPIO_SUBMITTED;
-	}
 	if (!i)
-		return pmc_write_around(pc, bio, promote);
+		return pmc_write_none(pc, bio, err, promote);
 	if (i < nr)
 		dm_accept_partial_bio(bio, i << (pc->block_shift - SECTOR_SHIFT));
 
@@ -832,18 +842,11 @@ int pmc_bdev_map(struct pmemcache *pc, struct bio *bio, bool promote)
 	return DM_MAPIO_REMAPPED;
 
 write:
-	if (READ_ONCE(pc->bdev.failed))
+	if (pmc_medium_failed(pc))
 		return DM_MAPIO_KILL;
 	k = pmc_write_blocks(pc, first, 1, promote, run, &seq, &fresh, &err);
-	if (!k && err) {
-		DMERR_LIMIT("%pg: cache full, writeback failing: write of cached block %llu failed",
-			    pc->cache_dev->bdev, first);
-		bio->bi_status = errno_to_blk_status(err);
-		bio_endio(bio);
-		return DM_MAPIO_SUBMITTED;
-	}
 	if (!k)
-		return pmc_write_around(pc, bio, promote);
+		return pmc_write_none(pc, bio, err, promote);
 	this_cpu_inc(pc->stats->writes);
 	if (nr > 1)
 		dm_accept_partial_bio(bio, 1U << shift);

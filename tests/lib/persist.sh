@@ -198,15 +198,9 @@ _pc_fresh() {
 	EOF
 }
 
-# After the workload (cut or not): what a restart would find.  The cache
-# is activated over the replayed origin and checked; then everything is
-# written back and the origin checked alone.  Sets PC_BAD.
-_pc_after() {
-	local what=$1 cut
-
-	PC_BAD=
-	"$PC_WL" ctl <<< "M remove pc"
-	read -r cut < "$PC_P/persist_cut"
+# The power back on (no cut armed), the log-writes origin gone, its log
+# replayed onto oreplay: what the origin held when the power went.
+_pc_power_on() {
 	_pc_param cut_fence 0
 	_pc_param cut_store 0
 	_pc_param reset 1
@@ -216,6 +210,18 @@ _pc_after() {
 	EOF
 	"$PC_WL" replay /dev/mapper/olog /dev/mapper/oreplay > /dev/null ||
 		_fail "cannot replay the origin's log"
+}
+
+# After the workload (cut or not): what a restart would find.  The cache
+# is activated over the replayed origin and checked; then everything is
+# written back and the origin checked alone.  Sets PC_BAD.
+_pc_after() {
+	local what=$1 cut
+
+	PC_BAD=
+	"$PC_WL" ctl <<< "M remove pc"
+	read -r cut < "$PC_P/persist_cut"
+	_pc_power_on
 	"$PC_WL" ctl <<< "m create origin 0 $PC_LEN linear /dev/mapper/oreplay 0" ||
 		_fail "cannot create the replayed origin"
 	PC_DROPPED=0
@@ -329,15 +335,7 @@ _pc_double() {
 	read -r cut < "$PC_P/persist_cut"
 	[ "$cut" != none ] || return 0
 	# The origin as the cut left it, in odata and oreplay, a fresh log.
-	_pc_param cut_fence 0
-	_pc_param cut_store 0
-	_pc_param reset 1
-	"$PC_WL" ctl <<-EOF || _fail "cannot remove the log-writes origin"
-	M remove origin
-	m remove olw
-	EOF
-	"$PC_WL" replay /dev/mapper/olog /dev/mapper/oreplay > /dev/null ||
-		_fail "cannot replay the origin's log"
+	_pc_power_on
 	dd if=/dev/mapper/oreplay of=/dev/mapper/odata bs=4096 count=$PC_NB \
 		iflag=direct oflag=direct status=none ||
 		_fail "cannot copy the replayed origin"
