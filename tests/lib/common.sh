@@ -92,6 +92,17 @@ _origin_setup() {
 		"0 $((mib * 2048)) delay /dev/nullb0 0 $ms"
 }
 
+# _cache_dev MODE: the cache device of the tests that run in both modes:
+# p, /dev/pmem0 (_pmem_setup); s, /dev/nullb1, the second memory-backed
+# null_blk device (_origin_setup loads two), standing in for an SSD.
+_cache_dev() {
+	case $1 in
+	p) echo /dev/pmem0 ;;
+	s) echo /dev/nullb1 ;;
+	*) _fail "_cache_dev: no mode $1" ;;
+	esac
+}
+
 # _disk_origin_setup [MiB] [delay_ms]: a slow origin /dev/mapper/origin,
 # dm-delay over the VM's virtio disk, whose content survives a reboot.
 _disk_origin_setup() {
