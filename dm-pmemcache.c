@@ -226,13 +226,16 @@ static void pmc_stop_work(struct pmemcache *pc)
 	cancel_delayed_work_sync(&pc->autocommit_work);
 	flush_work(&pc->commit_work);
 	flush_work(&pc->defer_work);
-	flush_work(&pc->bdev_put_work);
+	flush_delayed_work(&pc->bdev_put_work);
 }
 
 static void pmc_free(struct pmemcache *pc)
 {
-	if (pc->wq)
+	if (pc->wq) {
+		/* Every read ended (postsuspend): its clone is put here. */
+		flush_delayed_work(&pc->bdev_put_work);
 		destroy_workqueue(pc->wq);
+	}
 	bioset_exit(&pc->wb_bios);
 	bioset_exit(&pc->bdev_bios);
 	mempool_exit(&pc->wb_copies);
@@ -416,7 +419,7 @@ open:
 	bio_list_init(&pc->deferred);
 	INIT_WORK(&pc->defer_work, pmc_defer_work);
 	init_llist_head(&pc->bdev_puts);
-	INIT_WORK(&pc->bdev_put_work, pmc_bdev_put_work);
+	INIT_DELAYED_WORK(&pc->bdev_put_work, pmc_bdev_put_work);
 	INIT_WORK(&pc->commit_work, pmc_commit_work);
 	INIT_DELAYED_WORK(&pc->autocommit_work, pmc_autocommit_work);
 	INIT_DELAYED_WORK(&pc->writeback_work, pmc_writeback_work);

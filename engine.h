@@ -211,8 +211,10 @@ struct pmc_bdev_medium {
  * @defer_lock: protects @deferred (taken in bio completion)
  * @deferred: s mode: flushes, discards and FUA writes for @defer_work
  * @defer_work: s mode: handles @deferred (pmc_defer_work())
- * @bdev_puts: s mode: finished reads whose blocks @bdev_put_work lets go
- * @bdev_put_work: s mode: pmc_bdev_put_work()
+ * @bdev_puts: s mode: finished reads whose blocks the next read, or
+ *              @bdev_put_work, lets go
+ * @bdev_put_work: s mode: pmc_bdev_put_work(), a jiffy after a read queued
+ *                 on an empty @bdev_puts
  * @wb_all: a flush message runs: write back every block committed up to
  *          @wb_upto, whatever the watermarks
  * @wb_upto: see @wb_all; under pc->lock
@@ -282,7 +284,7 @@ struct pmemcache {
 	struct bio_list deferred;
 	struct work_struct defer_work;
 	struct llist_head bdev_puts;
-	struct work_struct bdev_put_work;
+	struct delayed_work bdev_put_work;
 
 	atomic_t wb_all;
 	u64 wb_upto;

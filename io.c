@@ -694,24 +694,52 @@ void pmc_defer_work(struct work_struct *w)
 	}
 }
 
+/*
+ * Let go of the blocks that finished reads held (under pc->lock).  Returns
+ * the list, whose clones the caller puts once it has dropped the lock.
+ */
+static struct llist_node *pmc_bdev_take_puts(struct pmemcache *pc)
+{
+	struct llist_node *list;
+	struct pmc_bdev_io *io;
+
+	lockdep_assert_held(&pc->lock);
+	if (llist_empty(&pc->bdev_puts))
+		return NULL;
+	list = llist_del_all(&pc->bdev_puts);
+	llist_for_each_entry(io, list, put)
+		pmc_put_user(pc, io->b);
+	return list;
+}
+
+static void pmc_bdev_free_puts(struct llist_node *list)
+{
+	struct pmc_bdev_io *io, *next;
+
+	llist_for_each_entry_safe(io, next, list, put)
+		bio_put(&io->clone);
+}
+
 /**
  * pmc_bdev_put_work() - let go of the blocks that finished reads held
  * @w: pc->bdev_put_work
  *
- * Completions may run where pc->lock cannot be taken.
+ * Completions may run where pc->lock cannot be taken: they queue their
+ * block here.  The next read takes the list under the lock it takes
+ * anyway; this work, a jiffy after the list stopped being empty, takes
+ * what no read did (a per-read wake-up of a worker costs more than the
+ * read itself).
  */
 void pmc_bdev_put_work(struct work_struct *w)
 {
-	struct pmemcache *pc = container_of(w, struct pmemcache, bdev_put_work);
-	struct llist_node *list = llist_del_all(&pc->bdev_puts);
-	struct pmc_bdev_io *io, *next;
+	struct pmemcache *pc = container_of(to_delayed_work(w), struct pmemcache,
+					    bdev_put_work);
+	struct llist_node *list;
 
 	spin_lock(&pc->lock);
-	llist_for_each_entry(io, list, put)
-		pmc_put_user(pc, io->b);
+	list = pmc_bdev_take_puts(pc);
 	spin_unlock(&pc->lock);
-	llist_for_each_entry_safe(io, next, list, put)
-		bio_put(&io->clone);
+	pmc_bdev_free_puts(list);
 }
 
 static void pmc_bdev_endio(struct bio *clone)
@@ -729,7 +757,7 @@ static void pmc_bdev_endio(struct bio *clone)
 				    pc->cache_dev->bdev, io->b->origin);
 		}
 		if (llist_add(&io->put, &pc->bdev_puts))
-			queue_work(pc->wq, &pc->bdev_put_work);
+			queue_delayed_work(pc->wq, &pc->bdev_put_work, 1);
 		bio_endio(orig);
 		return;
 	}
@@ -791,6 +819,7 @@ int pmc_bdev_map(struct pmemcache *pc, struct bio *bio, bool promote)
 	u64 first = bio->bi_iter.bi_sector >> shift;
 	unsigned int nr = bio_sectors(bio) >> shift;
 	struct pmc_block *b, *run[1];
+	struct llist_node *puts;
 	struct pmc_bdev_io *io;
 	unsigned int k;
 	int err = 0;
@@ -812,10 +841,12 @@ int pmc_bdev_map(struct pmemcache *pc, struct bio *bio, bool promote)
 	}
 
 	spin_lock(&pc->lock);
+	puts = pmc_bdev_take_puts(pc);
 	b = pmc_lookup_ge(pc, first);
 	if (b && b->origin == first) {
 		b->users++;
 		spin_unlock(&pc->lock);
+		pmc_bdev_free_puts(puts);
 		this_cpu_inc(pc->stats->reads);
 		this_cpu_inc(pc->stats->read_hits);
 		if (nr > 1)
@@ -833,6 +864,7 @@ int pmc_bdev_map(struct pmemcache *pc, struct bio *bio, bool promote)
 		return DM_MAPIO_SUBMITTED;
 	}
 	spin_unlock(&pc->lock);
+	pmc_bdev_free_puts(puts);
 	/* Up to the first cached block. */
 	k = b ? min_t(u64, nr, b->origin - first) : nr;
 	this_cpu_add(pc->stats->reads, k);
