@@ -444,7 +444,9 @@ void pmc_writeback_work(struct work_struct *w)
 
 		spin_lock(&pc->lock);
 		want = !pc->suspended && pmc_wb_wanted(pc, &pc->wb_active);
-		if (!want && !pc->suspended && pc->wb_age_due) {
+		/* Not on a failed device either: see pmc_wb_wanted(). */
+		if (!want && !pc->suspended && pc->wb_age_due &&
+		    !pmc_medium_failed(pc)) {
 			want = true;
 			min_age = msecs_to_jiffies(pc->opts.val[PMC_OPT_MAX_AGE]) ?: 1;
 		}
