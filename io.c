@@ -225,12 +225,14 @@ int pmc_map_read(struct pmemcache *pc, struct bio *bio)
  * were taken.  Returns how many blocks were taken (0: the first block
  * goes around, or with *@err set, fails).  Bit j of *@fresh is set when
  * run[j] came from the free list: the caller clears its filling mark once
- * the data is in.
+ * the data is in.  With @adjacent (s mode: one bio for the run), it also
+ * stops before a block that does not follow the one before it on the
+ * cache device.
  */
 static unsigned int pmc_write_blocks(struct pmemcache *pc, u64 origin,
 				     unsigned int n, bool promote,
-				     struct pmc_block **run, u64 *seq,
-				     u32 *fresh, int *err)
+				     bool adjacent, struct pmc_block **run,
+				     u64 *seq, u32 *fresh, int *err)
 {
 	struct pmc_block *hint = NULL;
 	struct pmc_slot slot;
@@ -244,19 +246,29 @@ static unsigned int pmc_write_blocks(struct pmemcache *pc, u64 origin,
 	while (k < n) {
 		struct pmc_block *b, *nb;
 
-		/* s mode: nothing is written to a failed cache device. */
+		/*
+		 * s mode: no block is taken once the cache device failed (the
+		 * ones taken already fail with it: no commit counts them).
+		 */
 		if (unlikely(pmc_medium_failed(pc))) {
-			*err = -EIO;
+			if (!k)
+				*err = -EIO;
 			break;
 		}
 
 		b = pmc_find(pc, origin + k, hint, &slot);
 		if (b && b->state == PMC_DIRTY && b->seq == pc->seq_open) {
+			if (adjacent && k && b != run[k - 1] + 1)
+				break;
 			this_cpu_inc(pc->stats->write_hits_uncommitted);
 			nb = b;
 			goto got;
 		}
 		if (!b && !promote)
+			break;
+		if (adjacent && k && (list_empty(&pc->free) ||
+				      list_first_entry(&pc->free, struct pmc_block,
+						       list) != run[k - 1] + 1))
 			break;
 		if (list_empty(&pc->free)) {
 			bool epoch = pc->epoch_writes;
@@ -436,7 +448,7 @@ int pmc_map_write(struct pmemcache *pc, struct bio *bio, bool promote)
 
 		k = pmc_write_blocks(pc, first + i,
 				     min_t(unsigned int, nr - i, PMC_WRITE_RUN),
-				     promote, run, &seq, &fresh, &err);
+				     promote, false, run, &seq, &fresh, &err);
 		if (!k)
 			break;
 		pmc_test_point(PMC_TP_WRITE_COPY);
@@ -587,10 +599,12 @@ int pmc_map_discard(struct pmemcache *pc, struct bio *bio)
 
 /*
  * s mode: the cache on a block device.  A map call serves one block of a
- * read or write (dm sends the rest again): a read hit or a cached write
- * goes to the cache device through a clone of ours (struct pmc_bdev_io),
- * whose completion lets go of the block or ends the writer's part in its
- * epoch; the rest goes to the origin as in p mode.  Whatever must wait
+ * read, or of a write the blocks that are adjacent on the cache device
+ * (PMC_WRITE_RUN at most; dm sends the rest again): a read hit or a
+ * cached write goes to the cache device through a clone of ours (struct
+ * pmc_bdev_io), whose completion queues the read's block for a later
+ * read (or pc->bdev_put_work) to let go of, or ends the writer's part in
+ * its epoch; the rest goes to the origin as in p mode.  Whatever must wait
  * for writes to the cache device - a flush, a discard, the commit that
  * completes a FUA write - runs in pc->defer_work: a map function that
  * waited for I/O it submitted itself would wait forever, as that I/O is
@@ -598,13 +612,16 @@ int pmc_map_discard(struct pmemcache *pc, struct bio *bio)
  */
 
 /**
- * struct pmc_bdev_io - a read or write of one block on the cache device
+ * struct pmc_bdev_io - a read of one block, or a write of adjacent blocks,
+ *                      on the cache device
  * @pc: the cache
  * @orig: the bio dm gave us, completed with the clone
- * @b: the block
+ * @b: the (first) block
  * @seq: write: the epoch it belongs to
+ * @nr: write: blocks from @b on (pc->blocks order, adjacent on the device)
+ * @fresh: write: bit j set: block j came from the free list (readers wait
+ *         for its data)
  * @write: a write (else a read, which holds a user count on @b)
- * @fresh: write: @b came from the free list (readers wait for its data)
  * @fua: write: commit before @orig completes
  * @put: read: on pc->bdev_puts until its user count is let go
  * @clone: the bio sent to the cache device
@@ -614,8 +631,9 @@ struct pmc_bdev_io {
 	struct bio *orig;
 	struct pmc_block *b;
 	u64 seq;
+	unsigned int nr;
+	u32 fresh;
 	bool write;
-	bool fresh;
 	bool fua;
 	struct llist_node put;
 	struct bio clone;
@@ -747,6 +765,7 @@ static void pmc_bdev_endio(struct bio *clone)
 	struct pmc_bdev_io *io = container_of(clone, struct pmc_bdev_io, clone);
 	struct pmemcache *pc = io->pc;
 	struct bio *orig = io->orig;
+	unsigned int j;
 	bool fua;
 
 	orig->bi_status = clone->bi_status;
@@ -763,21 +782,24 @@ static void pmc_bdev_endio(struct bio *clone)
 	}
 	if (clone->bi_status) {
 		/*
-		 * The entry names data that is not there: no commit may
-		 * make it valid (the latch is seen by the commit that waits
-		 * for this writer), and no read may return what the block
-		 * held before.  Like a failed metadata write, this stops the
-		 * cache taking writes.
+		 * The entries name data that is not there: no commit may
+		 * make them valid (the latch is seen by the commit that
+		 * waits for this writer), and no read may return what the
+		 * blocks held before.  Like a failed metadata write, this
+		 * stops the cache taking writes.
 		 */
 		pmc_bdev_fail(pc);
 		DMERR_LIMIT("%pg: writing the cache failed; the cache refuses writes from now on",
 			    pc->cache_dev->bdev);
-		if (xchg(&io->b->filling, PMC_FILL_BAD) == 2)
-			wake_up_var(&io->b->filling);
-	} else if (io->fresh) {
-		pmc_fill_done(io->b);
+		for (j = 0; j < io->nr; j++)
+			if (xchg(&io->b[j].filling, PMC_FILL_BAD) == 2)
+				wake_up_var(&io->b[j].filling);
+	} else {
+		for (j = 0; j < io->nr; j++)
+			if (io->fresh & BIT(j))
+				pmc_fill_done(&io->b[j]);
 	}
-	pmc_write_done(pc, 1, io->seq);
+	pmc_write_done(pc, io->nr, io->seq);
 	fua = io->fua;
 	bio_put(clone);
 	if (fua && !orig->bi_status)
@@ -797,7 +819,8 @@ static void pmc_bdev_submit(struct pmemcache *pc, struct bio *bio,
 	io->orig = bio;
 	io->b = b;
 	io->write = false;
-	io->fresh = false;
+	io->nr = 1;
+	io->fresh = 0;
 	io->fua = false;
 	clone->bi_iter.bi_sector = pmc_bdev_data_sector(pc, pmc_idx(pc, b));
 	clone->bi_opf &= ~(REQ_FUA | REQ_PREFLUSH);
@@ -818,7 +841,7 @@ int pmc_bdev_map(struct pmemcache *pc, struct bio *bio, bool promote)
 	unsigned int shift = pc->block_shift - SECTOR_SHIFT;
 	u64 first = bio->bi_iter.bi_sector >> shift;
 	unsigned int nr = bio_sectors(bio) >> shift;
-	struct pmc_block *b, *run[1];
+	struct pmc_block *b, *run[PMC_WRITE_RUN];
 	struct llist_node *puts;
 	struct pmc_bdev_io *io;
 	unsigned int k;
@@ -876,16 +899,18 @@ int pmc_bdev_map(struct pmemcache *pc, struct bio *bio, bool promote)
 write:
 	if (pmc_medium_failed(pc))
 		return DM_MAPIO_KILL;
-	k = pmc_write_blocks(pc, first, 1, promote, run, &seq, &fresh, &err);
+	k = pmc_write_blocks(pc, first, min_t(unsigned int, nr, PMC_WRITE_RUN),
+			     promote, true, run, &seq, &fresh, &err);
 	if (!k)
 		return pmc_write_none(pc, bio, err, promote);
-	this_cpu_inc(pc->stats->writes);
-	if (nr > 1)
-		dm_accept_partial_bio(bio, 1U << shift);
+	this_cpu_add(pc->stats->writes, k);
+	if (k < nr)
+		dm_accept_partial_bio(bio, k << shift);
 	pmc_bdev_submit(pc, bio, run[0], &io);
 	io->write = true;
 	io->seq = seq;
-	io->fresh = fresh & 1;
+	io->nr = k;
+	io->fresh = fresh;
 	fua = bio->bi_opf & REQ_FUA;
 	io->fua = fua;
 	/* io may be gone once submitted. */

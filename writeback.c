@@ -12,6 +12,7 @@
 #include <linux/highmem.h>
 #include <linux/kernel.h>
 #include <linux/ktime.h>
+#include <linux/list_sort.h>
 #include <linux/log2.h>
 #include <linux/mm.h>
 #include <linux/percpu.h>
@@ -118,6 +119,15 @@ static bool pmc_wb_wanted(struct pmemcache *pc, bool *active)
 	else if (used <= pc->opts.val[PMC_OPT_LOW_WATERMARK])
 		*active = false;
 	return *active;
+}
+
+static int pmc_wb_cmp_origin(void *priv, const struct list_head *a,
+			     const struct list_head *b)
+{
+	u64 x = list_entry(a, struct pmc_block, list)->origin;
+	u64 y = list_entry(b, struct pmc_block, list)->origin;
+
+	return x < y ? -1 : x > y;
 }
 
 /*
@@ -388,8 +398,17 @@ static unsigned int pmc_wb_finish(struct pmemcache *pc,
 		list_splice_init(&done, &bad);
 	}
 
+	/*
+	 * Freed last in origin order first: the free list hands out the last
+	 * block freed first, so the next writes get these blocks in origin
+	 * order, adjacent on the cache device when they were (s mode writes
+	 * a run of adjacent blocks with one bio).  @done is in the order the
+	 * copies completed: sorted first.  (The blocks are PMC_WRITEBACK:
+	 * their origin does not change.)
+	 */
+	list_sort(NULL, &done, pmc_wb_cmp_origin);
 	spin_lock(&pc->lock);
-	list_for_each_entry_safe(b, tmp, &done, list) {
+	list_for_each_entry_safe_reverse(b, tmp, &done, list) {
 		/* The blocks are PMC_WRITEBACK: safe while the lock is let go. */
 		pmc_lock_break(pc, &visited);
 		list_del(&b->list);

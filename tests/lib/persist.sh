@@ -70,7 +70,9 @@ _pc_table() {
 # did not make durable would bring the first version back), a block
 # written back twice, its first cache block left free while a later
 # write reuses the second (an entry left valid by writeback would bring
-# the first version back), and two discarded blocks, the first written
+# the first version back; it relies on writeback freeing a batch's
+# blocks in reverse origin order, so that the second write of 36 takes
+# 34's cache block), and two discarded blocks, the first written
 # again by another process into the cache block of the second, committed
 # and written back there before this process fences again (a discard
 # that did not fence its zeroed entries before freeing the blocks would
