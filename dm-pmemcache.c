@@ -232,7 +232,10 @@ static void pmc_stop_work(struct pmemcache *pc)
 static void pmc_free(struct pmemcache *pc)
 {
 	if (pc->wq) {
-		/* Every read ended (postsuspend): its clone is put here. */
+		/*
+		 * Flushed at postsuspend already; a timer still armed
+		 * would fire after destroy_workqueue().
+		 */
 		flush_delayed_work(&pc->bdev_put_work);
 		destroy_workqueue(pc->wq);
 	}

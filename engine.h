@@ -98,8 +98,9 @@ enum pmc_state {
  * @origin: the origin block cached here
  * @seq: the commit sequence of the write that filled it; once superseded,
  *       the sequence of the write that superseded it
- * @users: readers copying data out right now (writers are counted in
- *         pmemcache.inflight instead: see pmc_map_discard())
+ * @users: readers copying data out right now, and in s mode reads that
+ *         ended but whose put is still on pmemcache.bdev_puts (writers are
+ *         counted in pmemcache.inflight instead: see pmc_map_discard())
  * @state: enum pmc_state
  * @filling: 1 from the moment a writer takes the block from the free list
  *           until its data is copied in, 2 when a reader waits for that;
@@ -200,7 +201,8 @@ struct pmc_bdev_medium {
  * @commit_lock: serialises commits, and the end of a writeback batch
  *               with them
  * @flush_lock: one flush message (or flush_on_suspend) at a time
- * @wq: runs commits and writeback
+ * @wq: runs commits, writeback, and in s mode @defer_work and
+ *      @bdev_put_work
  * @commit_work: an asynchronous commit (a writer waiting for a free block)
  * @autocommit_work: the autocommit_time timer
  * @writeback_work: the writeback loop
