@@ -127,6 +127,9 @@ static int pmc_wb_cmp_origin(void *priv, const struct list_head *a,
 	u64 x = list_entry(a, struct pmc_block, list)->origin;
 	u64 y = list_entry(b, struct pmc_block, list)->origin;
 
+	/* list_sort() calls this with a == b where it may reschedule. */
+	if (a == b)
+		cond_resched();
 	return x < y ? -1 : x > y;
 }
 
@@ -575,7 +578,13 @@ int pmc_write_back_all(struct pmemcache *pc, bool interruptible)
 		}
 		mod_delayed_work(pc->wq, &pc->writeback_work, 0);
 		flush_delayed_work(&pc->writeback_work);
-		if (atomic64_read(&pc->wb_errors) != errors) {
+		/*
+		 * s mode, a failed cache device: writeback stops, with the
+		 * blocks it had copied still dirty (their entries could not
+		 * be cleared), so it would never be done.
+		 */
+		if (atomic64_read(&pc->wb_errors) != errors ||
+		    pmc_medium_failed(pc)) {
 			r = -EIO;
 			break;
 		}
