@@ -396,6 +396,10 @@ void pmc_remap(struct pmemcache *pc, struct bio *bio);
 int pmc_open_cache(struct pmemcache *pc);
 int pmc_load(struct pmemcache *pc);
 
+/* writecache_format.c */
+bool pmc_wc_holds_cache(struct pmemcache *pc, const u8 *head);
+int pmc_wc_take_over(struct pmemcache *pc, const u8 *head);
+
 #include "medium.h"
 
 #endif /* PMC_ENGINE_H */

@@ -33,7 +33,8 @@
  * The fence is pmem_wmb() (sfence on x86) for every strategy.
  *
  * The persistence rules of the engine (index.c, io.c, commit.c,
- * writeback.c, format.c), which make any crash leave a consistent cache:
+ * writeback.c, format.c, writecache_format.c), which make any crash
+ * leave a consistent cache:
  *
  * 1. A write to a block that is not in the open epoch goes to a free
  *    block.  Its entry (origin block, the open sequence number S, crc) is
@@ -79,6 +80,14 @@
  *    again, whatever the cut left of the record; anything else in the
  *    first 4 KiB that is not a valid superblock is refused (it may be
  *    someone's data).
+ * 7. A cache in dm-writecache's format (writecache_format.c) is formatted
+ *    only once its committed blocks are durable on the origin: they are
+ *    written there and the origin flushed; then dm-writecache's sequence
+ *    number is set to 0 (one 8-byte store, fenced), which commits none of
+ *    its entries any more; then the rest of the first 4 KiB is zeroed,
+ *    fenced, and rule 6 follows.  Before that store a cut leaves the
+ *    dm-writecache cache as it was; after it, its magic with sequence 0
+ *    is an empty cache, formatted at the next activation.
  *
  * The same rules hold in s mode, the cache on a block device (medium.h,
  * bdev_medium.c), where the engine stores metadata into a RAM image and

@@ -192,13 +192,9 @@ struct pmc_foreign {
 	char *error;
 };
 
-#define PMC_ZERO_ADVICE "if its data is unneeded, zero its first 4 KiB"
+#define PMC_ZERO_ADVICE "check what it holds (wipefs -n); zeroing its first 4 KiB makes it a new cache and loses that"
 
 static const struct pmc_foreign pmc_foreigners[] = {
-	/* dm-writecache's magic 0x23489321, little-endian. */
-	{ 0, "\x21\x93\x48\x23", 4, "a dm-writecache cache",
-	  "it may hold dirty data: activate it with dm-writecache and flush it, or split the cache with lvm2, before using the device",
-	  "Cache device holds a dm-writecache cache (use dm-writecache for it)" },
 	{ 1080, "\x53\xef", 2, "an ext2/3/4 file system", PMC_ZERO_ADVICE,
 	  "Cache device holds something else (an ext2/3/4 file system)" },
 	{ 0, "XFSB", 4, "an XFS file system", PMC_ZERO_ADVICE,
@@ -286,8 +282,18 @@ int pmc_open_cache(struct pmemcache *pc)
 		ti->error = "Media error reading the cache superblock";
 		return -EIO;
 	}
+	unformatted = false;
+	if (pmc_wc_holds_cache(pc, head)) {
+		/* dm-writecache's: its dirty data to the origin, then ours. */
+		r = pmc_wc_take_over(pc, head);
+		if (r) {
+			kfree(head);
+			return r;
+		}
+		unformatted = true;
+	}
 	memcpy(&sb, head, sizeof(sb));
-	unformatted = pmc_sb_unformatted(head);
+	unformatted = unformatted || pmc_sb_unformatted(head);
 	foreign = unformatted || le32_to_cpu(sb.magic) == PMC_MAGIC ? NULL :
 		  pmc_foreign(head);
 	kfree(head);
@@ -306,7 +312,7 @@ int pmc_open_cache(struct pmemcache *pc)
 		return -EINVAL;
 	}
 	if (le32_to_cpu(sb.crc) != pmc_sb_crc(&sb)) {
-		DMERR("%pg: to start over, losing the cached data, zero the first 4 KiB",
+		DMERR("%pg: it may hold dirty data not on the origin: keep the device as it is",
 		      pc->cache_dev->bdev);
 		ti->error = "Cache superblock checksum is wrong";
 		return -EINVAL;

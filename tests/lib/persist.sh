@@ -16,7 +16,9 @@
 # (log-writes odata olog) -> vda.
 #
 #   _pc_setup                 devices, the workload's counts (PC_FENCES,
-#                             PC_STORES) from a run without a cut
+#                             PC_STORES) from a run without a cut; the
+#                             workload is _pc_script's, or that of the
+#                             function PC_SCRIPT names
 #   _pc_point KIND K [ADV SEED]
 #                             one cut: KIND fence|store, ADV 0|1|2 (see
 #                             persist_check.c), SEED the adversary's; sets
@@ -272,7 +274,7 @@ _pc_setup() {
 	done
 	_pc_param check 1
 	PC_TABLE=$(_pc_table)
-	_pc_script > /tmp/pc.script
+	"${PC_SCRIPT:-_pc_script}" > /tmp/pc.script
 	_pc_fresh
 	"$PC_WL" run /dev/mapper/pc "$PC_LOG" < /tmp/pc.script ||
 		_fail "pmc_crashwl run failed (a bad script line?)"
@@ -281,7 +283,7 @@ _pc_setup() {
 	PC_FENCES=$(cat "$PC_P/persist_fences")
 	PC_STORES=$(cat "$PC_P/persist_stores")
 	echo "workload: $PC_FENCES fences, $PC_STORES stores without a cut"
-	[ "$PC_FENCES" -gt 20 ] || _fail "the model saw only $PC_FENCES fences"
+	[ "$PC_FENCES" -gt "${PC_MIN_FENCES:-20}" ] || _fail "the model saw only $PC_FENCES fences"
 	_pc_after "no cut"
 	[ -z "$PC_BAD" ] || _fail "a run without a cut broke a guarantee: $PC_BAD"
 }
