@@ -47,7 +47,7 @@ _wc_modprobe() {
 }
 
 # lvm2 without udev, lvmetad, backups or a devices file, seeing only our
-# two PVs.
+# PVs: the origin, LVM_FAST and LVM_FAST2 if set.
 _lvm_setup() {
 	mkdir -p /tmp/lvm
 	cat > /tmp/lvm/lvm.conf <<-EOF
@@ -58,7 +58,7 @@ _lvm_setup() {
 		hints = "none"
 		multipath_component_detection = 0
 		md_component_detection = 0
-		filter = [ "a|^$LVM_FAST$|", "a|^/dev/mapper/origin$|", "r|.*|" ]
+		filter = [ "a|^$LVM_FAST$|", "a|^${LVM_FAST2:-$LVM_FAST}$|", "a|^/dev/mapper/origin$|", "r|.*|" ]
 	}
 	activation {
 		udev_sync = 0
