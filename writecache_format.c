@@ -188,7 +188,7 @@ static int pmc_wc_sort(struct pmc_wc *wc)
 	}
 	if (n <= PMC_WC_RUN)
 		return 0;
-	b = kvmalloc_array(n, sizeof(u32), GFP_KERNEL);
+	b = vmalloc(array_size(n, sizeof(u32)));
 	if (!b)
 		return -ENOMEM;
 	for (w = PMC_WC_RUN; w < n; w *= 2) {
@@ -210,7 +210,7 @@ static int pmc_wc_sort(struct pmc_wc *wc)
 		b = t;
 	}
 	wc->order = a;
-	kvfree(b);
+	vfree(b);
 	return 0;
 }
 
@@ -246,6 +246,13 @@ static int pmc_wc_read_meta(struct pmc_wc *wc, const struct pmc_wc_sb *sb)
 			"dm-writecache superblock does not fit the cache device (start_sector?)";
 		return -EINVAL;
 	}
+	if (wc->bs < bdev_logical_block_size(pc->origin->bdev) ||
+	    wc->bs < bdev_logical_block_size(pc->cache_dev->bdev)) {
+		DMERR("%pg: dm-writecache block size %u", pc->cache_dev->bdev, wc->bs);
+		ti->error =
+			"dm-writecache block size is below a device's logical block size";
+		return -EINVAL;
+	}
 	spb = wc->bs >> SECTOR_SHIFT;
 	meta = pmc_wc_meta_size(wc->n, wc->bs);
 	wc->data_off = meta;
@@ -260,7 +267,7 @@ static int pmc_wc_read_meta(struct pmc_wc *wc, const struct pmc_wc_sb *sb)
 	}
 	wc->entries = wc->meta + PMC_WC_SB_SIZE;
 
-	wc->order = kvmalloc_array(wc->n, sizeof(u32), GFP_KERNEL);
+	wc->order = vmalloc(array_size(wc->n, sizeof(u32)));
 	if (!wc->order) {
 		ti->error = "Cannot allocate RAM for the dm-writecache entries";
 		return -ENOMEM;
@@ -268,6 +275,9 @@ static int pmc_wc_read_meta(struct pmc_wc *wc, const struct pmc_wc_sb *sb)
 	for (i = 0; i < wc->n; i++) {
 		const struct pmc_wc_entry *e = &wc->entries[i];
 		u64 sector = le64_to_cpu(e->sector);
+
+		if (!(i & (PMC_WC_RUN - 1)))
+			cond_resched();
 
 		if (le64_to_cpu(e->seq) >= wc->seq)
 			continue;	/* free, or not committed */
@@ -289,6 +299,9 @@ static int pmc_wc_read_meta(struct pmc_wc *wc, const struct pmc_wc_sb *sb)
 	/* Keep the newest of each sector. */
 	for (i = 0; i < wc->nr; i++) {
 		u64 sector = le64_to_cpu(wc->entries[wc->order[i]].sector);
+
+		if (!(i & (PMC_WC_RUN - 1)))
+			cond_resched();
 
 		if (sector == last)
 			wc->order[i] = U32_MAX;
@@ -379,7 +392,7 @@ static int pmc_wc_drain(struct pmc_wc *wc, u64 *written)
 				      pc->cache_dev->bdev, i,
 				      le64_to_cpu(wc->entries[i].sector));
 				pc->ti->error =
-					"Cannot read a dirty dm-writecache block; nothing changed";
+					"Cannot read a dirty dm-writecache block; cache unchanged";
 				return -EIO;
 			}
 			nr++;
@@ -401,6 +414,19 @@ static int pmc_wc_drain(struct pmc_wc *wc, u64 *written)
 		return r;
 	}
 	return 0;
+}
+
+/*
+ * Does another device-mapper device hold @dev too?  Every dm device
+ * claims the devices of its tables with one holder, so a second one is
+ * let in; the claim counts one hold on a partition, two on a whole disk
+ * (as itself and as the whole of itself).  This device's tables share
+ * one open.
+ */
+static bool pmc_wc_held_by_others(struct dm_dev *dev)
+{
+	return READ_ONCE(dev->bdev->bd_holders) >
+	       (bdev_is_partition(dev->bdev) ? 1 : 2);
 }
 
 /**
@@ -428,19 +454,14 @@ int pmc_wc_take_over(struct pmemcache *pc, const u8 *head)
 	u64 written = 0;
 	int r = 0;
 
-	/* Only a device with a live table has a size. */
-	if (get_capacity(dm_disk(md))) {
-		/* Its old table, dm-writecache's maybe, may still run. */
-		pc->ti->error =
-			"dm-writecache cache in use: deactivate the device, then activate";
-		return -EBUSY;
-	}
 	if (!sb->magic) {
 		/*
 		 * Empty (pmc_wc_empty()): its entries in the first 4 KiB
 		 * zeroed, fenced, then our format, whose first store (our
 		 * magic, version 0) makes what is left of dm-writecache's
-		 * superblock part of a format under way (rule 6).
+		 * superblock part of a format under way (rule 6).  No
+		 * dm-writecache can be running on it: it would have stored
+		 * its magic.
 		 */
 		pmc_meta_copy(pc, (void *)pc->sb + PMC_WC_SB_SIZE, zero,
 			      PMC_SB_SIZE - PMC_WC_SB_SIZE);
@@ -449,6 +470,34 @@ int pmc_wc_take_over(struct pmemcache *pc, const u8 *head)
 		DMINFO("%pg: an empty dm-writecache cache: formatting over it",
 		       pc->cache_dev->bdev);
 		return 0;
+	}
+	/*
+	 * A table of this device (only one that is live gives it a size),
+	 * or of another one (each holds the devices it opened), may still
+	 * run dm-writecache on the cache.
+	 */
+	if (get_capacity(dm_disk(md)) || pmc_wc_held_by_others(pc->cache_dev) ||
+	    pmc_wc_held_by_others(pc->origin)) {
+		pc->ti->error =
+			"dm-writecache cache in use: deactivate the device, then activate";
+		return -EBUSY;
+	}
+	if (!(dm_table_get_mode(pc->ti->table) & FMODE_WRITE)) {
+		pc->ti->error =
+			"dm-writecache cache: converting it needs a read-write table";
+		return -EROFS;
+	}
+	/*
+	 * Version 0 with the magic: only step 4 leaves it, sequence 0 too.
+	 * Any other version is a layout we do not know, sequence 0 or not.
+	 */
+	if (le32_to_cpu(sb->version) > PMC_WC_VERSION ||
+	    (!sb->version && sb->seq)) {
+		DMERR("%pg: dm-writecache format version %u; this module knows version %u",
+		      pc->cache_dev->bdev, le32_to_cpu(sb->version), PMC_WC_VERSION);
+		pc->ti->error =
+			"Cache device holds a dm-writecache cache of an unknown format version";
+		return -EINVAL;
 	}
 	if (le64_to_cpu(sb->seq)) {
 		wc.io = dm_io_client_create();
@@ -470,7 +519,7 @@ int pmc_wc_take_over(struct pmemcache *pc, const u8 *head)
 		if (!r)
 			r = pmc_wc_drain(&wc, &written);
 		vfree(wc.meta);
-		kvfree(wc.order);
+		vfree(wc.order);
 		vfree(wc.buf);
 		dm_io_client_destroy(wc.io);
 		if (r)

@@ -7,7 +7,9 @@
 # mutant mode (every fence and every third store of the workload, second
 # cuts after 6 recoveries, 10 adversarial cuts per mode, stopping at the
 # first broken guarantee); those for s mode (config "ssd") through
-# tests/cases/ssd_crash at every flush.  Prints a table:
+# tests/cases/ssd_crash at every flush; those of the dm-writecache
+# conversion (config "wc") through tests/cases/writecache_import's power
+# cuts.  Prints a table:
 # mutation, caught or not, after how many power cuts, and the first
 # guarantee broken.  One VM boot per mutation; results in
 # tests/results/mutate/.
@@ -29,9 +31,14 @@ for name in $names; do
 	git clone -q "$top" "$tree" || exit 2
 	python3 "$top/tests/lib/mutations.py" apply "$name" "$tree" || exit 2
 	# s-mode mutations run under the dm-log-writes crash test, every
-	# flush of it; the others under the persistence checker.
+	# flush of it; those of the dm-writecache conversion under
+	# writecache_import's power cuts; the others under the persistence
+	# checker.
 	t=persist_full
-	if [ "$cfg" = ssd ]; then
+	if [ "$cfg" = wc ]; then
+		t=writecache_import
+		(cd "$tree" && PMC_NO_SKIP=1 tests/run.sh $t) > "$tree/run.log" 2>&1
+	elif [ "$cfg" = ssd ]; then
 		t=ssd_crash
 		(cd "$tree" && PMC_NO_SKIP=1 PMC_KARGS="pmc.ssd_points=all" \
 			tests/run.sh $t) > "$tree/run.log" 2>&1

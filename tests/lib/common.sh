@@ -133,14 +133,14 @@ _check_create() {
 		_fail "dmsetup create $1 '$2' failed"
 }
 
-# _expect_create_fail NAME TABLE LOG_REGEX: creating must fail, and the
+# _expect_create_fail NAME TABLE LOG_REGEX [DMSETUP_OPTION]: creating must fail, and the
 # kernel log must say why (LOG_REGEX, an extended regex).
 _expect_create_fail() {
-	local name=$1 table=$2 re=$3 mark
+	local name=$1 table=$2 re=$3 opt=${4:-} mark
 
 	mark="pmc-test-mark-$RANDOM$RANDOM"
 	echo "$mark" > /dev/kmsg
-	if dmsetup create "$name" --table "$table" 2>/dev/null; then
+	if dmsetup create ${opt:+"$opt"} "$name" --table "$table" 2>/dev/null; then
 		dmsetup remove "$name"
 		_fail "'$table' was accepted"
 	fi

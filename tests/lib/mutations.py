@@ -105,6 +105,16 @@ MUTATIONS = [
      "s mode: a barrier writes the metadata but never flushes the cache device",
      "\tr = blkdev_issue_flush(pc->cache_dev->bdev);\n",
      "\tr = 0;\n", "ssd"),
+    # The conversion of dm-writecache's caches, run under
+    # tests/cases/writecache_import's power cuts.
+    ("wc-no-origin-flush", "writecache_format.c",
+     "dm-writecache's dirty data written to the origin, not flushed, before its commits are undone (rule 7)",
+     "\tr = pmc_pcheck_cut() ? -EIO : blkdev_issue_flush(pc->origin->bdev);\n",
+     "\tr = pmc_pcheck_cut() ? -EIO : 0;\n", "wc"),
+    ("wc-seq-unfenced", "writecache_format.c",
+     "dm-writecache's sequence set to 0 but not fenced before its superblock is zeroed (rule 7)",
+     "offsetof(struct pmc_wc_sb, seq), 0);\n\t\tif (pmc_meta_barrier(pc))\n\t\t\tgoto bad_write;\n",
+     "offsetof(struct pmc_wc_sb, seq), 0);\n", "wc"),
     ("copy-no-flush", "flush.c",
      "clwb mode copies without writing the lines back (no clwb)",
      "\t\tmemcpy(dst, src, len);\n\t\tpmc_flush_lines(mode, dst, len, &op);\n",
