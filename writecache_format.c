@@ -55,6 +55,13 @@
 /* Origin writes of one conversion in flight at once, at most. */
 #define PMC_WC_CHUNK		BIT(20)
 
+/* The table's mode: fmode_t before Linux 6.5, blk_mode_t since. */
+#ifdef BLK_OPEN_WRITE
+#define PMC_MODE_WRITE		BLK_OPEN_WRITE
+#else
+#define PMC_MODE_WRITE		FMODE_WRITE
+#endif
+
 /**
  * struct pmc_wc_sb - dm-writecache's superblock (the first 64 bytes)
  * @magic: PMC_WC_MAGIC
@@ -140,9 +147,16 @@ static int pmc_wc_read(struct pmc_wc *wc, void *buf, u64 off, size_t len)
 	};
 
 	if (!pmc_on_bdev(pc)) {
-		if (pmc_pmem_range_bad(&pc->pmem, off, len) ||
-		    copy_mc_to_kernel(buf, pc->pmem.addr + off, len))
-			return -EIO;
+		size_t done, n;
+
+		/* copy_mc_to_kernel() takes an unsigned int length. */
+		for (done = 0; done < len; done += n) {
+			n = min_t(size_t, len - done, PMC_WC_CHUNK);
+			if (pmc_pmem_range_bad(&pc->pmem, off + done, n) ||
+			    copy_mc_to_kernel(buf + done, pc->pmem.addr + off + done, n))
+				return -EIO;
+			cond_resched();
+		}
 		return 0;
 	}
 	where.bdev = pc->cache_dev->bdev;
@@ -429,6 +443,17 @@ static bool pmc_wc_held_by_others(struct dm_dev *dev)
 	       (bdev_is_partition(dev->bdev) ? 1 : 2);
 }
 
+/* Another device may run dm-writecache on the cache: refuse. */
+static bool pmc_wc_in_use(struct pmemcache *pc)
+{
+	if (!pmc_wc_held_by_others(pc->cache_dev) &&
+	    !pmc_wc_held_by_others(pc->origin))
+		return false;
+	pc->ti->error =
+		"dm-writecache cache in use: deactivate the device, then activate";
+	return true;
+}
+
 /**
  * pmc_wc_take_over() - convert a cache in dm-writecache's format
  * @pc: the cache, its device mapped (p) or its metadata image read (s),
@@ -454,6 +479,8 @@ int pmc_wc_take_over(struct pmemcache *pc, const u8 *head)
 	u64 written = 0;
 	int r = 0;
 
+	if (pmc_wc_in_use(pc))
+		return -EBUSY;
 	if (!sb->magic) {
 		/*
 		 * Empty (pmc_wc_empty()): its entries in the first 4 KiB
@@ -471,18 +498,13 @@ int pmc_wc_take_over(struct pmemcache *pc, const u8 *head)
 		       pc->cache_dev->bdev);
 		return 0;
 	}
-	/*
-	 * A table of this device (only one that is live gives it a size),
-	 * or of another one (each holds the devices it opened), may still
-	 * run dm-writecache on the cache.
-	 */
-	if (get_capacity(dm_disk(md)) || pmc_wc_held_by_others(pc->cache_dev) ||
-	    pmc_wc_held_by_others(pc->origin)) {
+	/* A live table of this device may still run dm-writecache on it. */
+	if (get_capacity(dm_disk(md))) {
 		pc->ti->error =
 			"dm-writecache cache in use: deactivate the device, then activate";
 		return -EBUSY;
 	}
-	if (!(dm_table_get_mode(pc->ti->table) & FMODE_WRITE)) {
+	if (!(dm_table_get_mode(pc->ti->table) & PMC_MODE_WRITE)) {
 		pc->ti->error =
 			"dm-writecache cache: converting it needs a read-write table";
 		return -EROFS;
@@ -522,6 +544,12 @@ int pmc_wc_take_over(struct pmemcache *pc, const u8 *head)
 		vfree(wc.order);
 		vfree(wc.buf);
 		dm_io_client_destroy(wc.io);
+		/*
+		 * Checked again: the drain may have taken minutes, and a
+		 * device that took the cache meanwhile would still use it.
+		 */
+		if (!r && pmc_wc_in_use(pc))
+			r = -EBUSY;
 		if (r)
 			return r;
 		/* Step 3: nothing committed any more. */
