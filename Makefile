@@ -7,7 +7,7 @@ KDIR ?= /lib/modules/$(shell uname -r)/build
 export CONFIG_DM_PMEMCACHE ?= m
 
 .PHONY: all modules install clean lint check demo bench profile bench-flush \
-	crashcheck crashcheck-s mutate
+	crashcheck crashcheck-s mutate tools fuzz
 
 all: modules
 
@@ -24,7 +24,7 @@ modules:
 KVER = $(shell sed -n 's/.*UTS_RELEASE "\(.*\)"/\1/p' \
 	$(KDIR)/include/generated/utsrelease.h)
 
-install:
+install: tools/pmemcache
 	@parms=$$(modinfo -F parm ./dm-pmemcache.ko) || { \
 		echo "cannot read dm-pmemcache.ko (run make first)" >&2; exit 1; }; \
 	if [ -z "$(ALLOW_TEST_BUILD)" ] && \
@@ -38,9 +38,25 @@ install:
 	depmod $(if $(INSTALL_MOD_PATH),-b $(INSTALL_MOD_PATH)) $(KVER)
 	install -D -m 0644 modprobe.d/dm-pmemcache.conf \
 		$(DESTDIR)/etc/modprobe.d/dm-pmemcache.conf
+	install -D -m 0755 tools/pmemcache $(DESTDIR)/usr/sbin/pmemcache
+	install -D -m 0644 Documentation/pmemcache.8 \
+		$(DESTDIR)/usr/share/man/man8/pmemcache.8
+
+# The userspace tool (rescue without the module): tools/pmemcache.
+PMC_TOOL_SRCS = tools/pmemcache.c tools/pmemcache_image.c
+tools: tools/pmemcache
+
+tools/pmemcache: $(PMC_TOOL_SRCS) tools/pmemcache_image.h pmemcache_format.h
+	$(CC) -O2 -Wall -Wextra -o $@ $(PMC_TOOL_SRCS)
+
+# libFuzzer on the tool's parsers (clang): FUZZ_RUNS executions each
+# (default 10 million), seeded from tools/fuzz-seeds/.
+fuzz:
+	FUZZ_RUNS=$(FUZZ_RUNS) tests/fuzz.sh
 
 clean:
 	$(MAKE) -C $(KDIR) M=$(CURDIR) clean
+	rm -f tools/pmemcache
 
 # checkpatch --strict and sparse; fails on any warning.
 lint:

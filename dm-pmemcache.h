@@ -6,32 +6,8 @@
  * files), pmem_map.c (claiming and mapping the DAX cache device) and
  * flush.c (persistence primitives).
  *
- * On-media format (all fields little-endian, fixed width), from the first
- * byte after start_sector of the cache device:
- *
- *   0        +--------------------------------------------+
- *            | struct pmc_sb: magic, version, features,    |
- *            | block size, block count, offsets, uuid, crc |
- *   1024     | struct pmc_commit, slot 0 (even sequences)  |
- *   2048     | struct pmc_commit, slot 1 (odd sequences)   |
- *   4096     +--------------------------------------------+
- *            | struct pmc_entry[nr_blocks], 32 bytes each  |
- *            | (rounded up to 4 KiB)                       |
- *   data_off +--------------------------------------------+
- *            | data blocks, block_size bytes each          |
- *            +--------------------------------------------+
- *
- * The superblock never changes after formatting; its crc32c covers all
- * of it.  Each commit writes the sequence number it makes durable into
- * the slot of that number's parity, with a crc32c: a torn commit record
- * leaves the other slot, one commit older, in force.
- *
- * Entry i describes data block i: the origin block it caches and the
- * sequence number of the commit it belongs to; seq 0 means free.  An
- * entry is valid when seq != 0, seq <= the committed sequence and its
- * crc32c (seeded from the uuid, covering origin, seq and i) matches.
- * When several valid entries name the same origin block, the highest
- * seq wins.  The persistence rules are in flush.c.
+ * The on-media format is defined in pmemcache_format.h, shared with the
+ * userspace tool (tools/pmemcache.c).
  */
 #ifndef DM_PMEMCACHE_H
 #define DM_PMEMCACHE_H
@@ -45,6 +21,8 @@
 #include <linux/slab.h>
 #include <linux/vmalloc.h>
 
+#include "pmemcache_format.h"
+
 #define DM_MSG_PREFIX "pmemcache"
 
 /* Smallest cache the target accepts, in pages of the cache device. */
@@ -52,68 +30,6 @@
 
 /* Fewest data blocks a cache may have. */
 #define PMC_MIN_BLOCKS		8
-
-#define PMC_MAGIC		0x434d4d50	/* "PMMC" */
-#define PMC_VERSION		1
-#define PMC_SB_SIZE		4096
-#define PMC_COMMIT_OFFSET(slot)	(1024 + 1024 * (slot))
-
-/**
- * struct pmc_sb - the superblock, at offset 0; written once, at format
- * @magic: PMC_MAGIC
- * @version: PMC_VERSION; a newer version is refused
- * @features: incompatible feature flags; none defined, any set is refused
- * @block_size: cache block size in bytes
- * @nr_blocks: number of data blocks
- * @entries_offset: byte offset of the entry array
- * @data_offset: byte offset of data block 0
- * @uuid: random at format; seeds the entry checksums
- * @reserved: zero
- * @crc: crc32c of everything before it
- */
-struct pmc_sb {
-	__le32 magic;
-	__le32 version;
-	__le32 features;
-	__le32 block_size;
-	__le64 nr_blocks;
-	__le64 entries_offset;
-	__le64 data_offset;
-	u8 uuid[16];
-	__le32 reserved[5];
-	__le32 crc;
-};
-
-/**
- * struct pmc_commit - a commit record
- * @seq: the highest committed sequence number
- * @crc: crc32c of @seq, seeded from the superblock's uuid
- * @pad: zero
- */
-struct pmc_commit {
-	__le64 seq;
-	__le32 crc;
-	__le32 pad;
-};
-
-/**
- * struct pmc_entry - metadata of one data block
- * @origin: origin block (in cache blocks) whose data this block holds
- * @seq: the commit this write belongs to; 0: the block is free
- * @crc: crc32c of @origin, @seq and the entry's index, seeded from uuid
- * @flags: zero
- * @reserved: zero
- *
- * @seq is written last and alone (one aligned 8-byte store) to free a
- * block, so that freeing can never tear.
- */
-struct pmc_entry {
-	__le64 origin;
-	__le64 seq;
-	__le32 crc;
-	__le32 flags;
-	__le64 reserved;
-};
 
 /**
  * struct pmc_pmem_map - the cache device, claimed and mapped linearly

@@ -64,8 +64,10 @@ make -s -C "$PMC_TOP" KDIR="$KDIR" clean > /dev/null 2>&1
 
 echo "# gcc -Wall -Wextra -Werror tools/"
 for f in tools/*.c; do
-	gcc -O2 -Wall -Wextra -Werror -o /dev/null "$f" || status=1
+	gcc -O2 -Wall -Wextra -Werror -c -o /dev/null "$f" || status=1
 done
+gcc -O2 -Wall -Wextra -Werror -DPMC_TOOL_TEST_HOOKS -o /dev/null \
+	tools/pmemcache.c tools/pmemcache_image.c || status=1
 
 echo "# shellcheck tests/"
 if ! shellcheck -x -S warning -s bash tests/*.sh tests/lib/*.sh tests/cases/*; then

@@ -25,6 +25,12 @@ pmc_build_module "$results/build.log" PMC_TEST_HOOKS=y PMC_PERSIST_CHECK=y
 mkdir -p "$PMC_TOP/tests/bin"
 cc -O2 -Wall -Wextra -o "$PMC_TOP/tests/bin/pmc_crashwl" \
 	"$PMC_TOP/tools/pmc-crashwl.c" || pmc_die "pmc_crashwl build failed"
+# The rescue tool as make install installs it, and a test build of it
+# with its stop point (PMEMCACHE_TEST_STOP).
+make -s -C "$PMC_TOP" tools || pmc_die "the pmemcache tool's build failed"
+cc -O2 -Wall -Wextra -DPMC_TOOL_TEST_HOOKS -o "$PMC_TOP/tests/bin/pmemcache" \
+	"$PMC_TOP/tools/pmemcache.c" "$PMC_TOP/tools/pmemcache_image.c" ||
+	pmc_die "the pmemcache tool's test build failed"
 
 if [ $# -gt 0 ] && [ -n "$1" ]; then
 	tests=("$@")
