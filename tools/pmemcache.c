@@ -333,7 +333,7 @@ static int cmd_writeback(const char *cache_path, const char *origin_path,
 {
 	struct pmc_image img;
 	struct dev cache, origin;
-	uint64_t *order, n = 0, i;
+	uint64_t *order, n = 0, i, unread = 0;
 	char *buf;
 	int ret = EX_OPERATION;
 
@@ -368,9 +368,11 @@ static int cmd_writeback(const char *cache_path, const char *origin_path,
 				 img.data_offset + b * img.block_size);
 
 		if (r) {
+			/* The others still go: as much as can be saved. */
 			fprintf(stderr, "pmemcache: cache block %" PRIu64 " (origin block %" PRIu64 "): %s; not written\n",
 				b, img.origin[b], strerror(-r));
-			goto out;
+			unread++;
+			continue;
 		}
 		r = dev_write(&origin, buf, img.block_size,
 			      img.origin[b] * img.block_size);
@@ -383,6 +385,12 @@ static int cmd_writeback(const char *cache_path, const char *origin_path,
 	}
 	if (fdatasync(origin.fd)) {
 		fprintf(stderr, "pmemcache: %s: flush: %s\n", origin_path, strerror(errno));
+		goto out;
+	}
+	if (unread) {
+		fprintf(stderr, "pmemcache: %" PRIu64 " of %" PRIu64 " dirty blocks could not be read; the others are on %s; the cache is left as it was\n",
+			unread, n, origin_path);
+		ret = EX_ERRORS;
 		goto out;
 	}
 	if (clear_entries(&cache, &img, false) || clear_entries(&cache, &img, true)) {
