@@ -22,6 +22,7 @@
 #include <getopt.h>
 #include <inttypes.h>
 #include <linux/fs.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -53,16 +54,18 @@ struct dev {
 	uint64_t size;		/* bytes after them */
 };
 
-static int dev_read(void *ctx, void *buf, size_t len, uint64_t off)
+/* @len bytes at @off (after start_sector): all of them, or -errno. */
+static int dev_io(struct dev *d, void *buf, size_t len, uint64_t off,
+		  bool write)
 {
-	struct dev *d = ctx;
 	size_t done = 0;
 
 	if (off > d->size || len > d->size - off)
 		return -ERANGE;
 	while (done < len) {
-		ssize_t n = pread(d->fd, (char *)buf + done, len - done,
-				  d->start + off + done);
+		ssize_t n = write ?
+			pwrite(d->fd, (char *)buf + done, len - done, d->start + off + done) :
+			pread(d->fd, (char *)buf + done, len - done, d->start + off + done);
 
 		if (n < 0 && errno == EINTR)
 			continue;
@@ -73,23 +76,14 @@ static int dev_read(void *ctx, void *buf, size_t len, uint64_t off)
 	return 0;
 }
 
+static int dev_read(void *ctx, void *buf, size_t len, uint64_t off)
+{
+	return dev_io(ctx, buf, len, off, false);
+}
+
 static int dev_write(struct dev *d, const void *buf, size_t len, uint64_t off)
 {
-	size_t done = 0;
-
-	if (off > d->size || len > d->size - off)
-		return -ERANGE;
-	while (done < len) {
-		ssize_t n = pwrite(d->fd, (const char *)buf + done, len - done,
-				   d->start + off + done);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return n < 0 ? -errno : -EIO;
-		done += n;
-	}
-	return 0;
+	return dev_io(d, (void *)buf, len, off, true);
 }
 
 static int dev_open(struct dev *d, const char *path, int flags, uint64_t start)
