@@ -48,6 +48,18 @@ static const char *const kind_name[] = {
 	[PMC_ENT_UNREADABLE] = "unreadable",
 };
 
+/* What check says of each kind of entry that some are: a note or an error. */
+static const char *const kind_say[][2] = {
+	[PMC_ENT_SUPERSEDED] = { "note", "older versions of dirty blocks: recovery frees them" },
+	[PMC_ENT_UNCOMMITTED] = { "note",
+		"entries of a commit a crash cut short: recovery drops them (the writes were not acknowledged after a flush)" },
+	[PMC_ENT_CORRUPT] = { "error",
+		"entries with a wrong checksum: their data is lost (recovery drops them)" },
+	[PMC_ENT_BEYOND] = { "error",
+		"dirty entries lie past the origin's end (the wrong origin, or a shorter table)" },
+	[PMC_ENT_UNREADABLE] = { "error", "entries could not be read (media errors?)" },
+};
+
 struct dev {
 	int fd;
 	uint64_t start;		/* bytes skipped: start_sector */
@@ -158,21 +170,10 @@ static void report(const struct pmc_image *img, const char *path)
 	printf("committed sequence: %" PRId64 "\n", img->committed);
 	for (k = PMC_ENT_FREE; k <= PMC_ENT_UNREADABLE; k++)
 		printf("%-14s %" PRIu64 "\n", kind_name[k], img->count[k]);
-	if (img->count[PMC_ENT_SUPERSEDED])
-		printf("note: %" PRIu64 " older versions of dirty blocks: recovery frees them\n",
-		       img->count[PMC_ENT_SUPERSEDED]);
-	if (img->count[PMC_ENT_UNCOMMITTED])
-		printf("note: %" PRIu64 " entries of a commit a crash cut short: recovery drops them (the writes were not acknowledged after a flush)\n",
-		       img->count[PMC_ENT_UNCOMMITTED]);
-	if (img->count[PMC_ENT_CORRUPT])
-		printf("error: %" PRIu64 " entries with a wrong checksum: their data is lost (recovery drops them)\n",
-		       img->count[PMC_ENT_CORRUPT]);
-	if (img->count[PMC_ENT_BEYOND])
-		printf("error: %" PRIu64 " dirty entries lie past the origin's end (the wrong origin, or a shorter table)\n",
-		       img->count[PMC_ENT_BEYOND]);
-	if (img->count[PMC_ENT_UNREADABLE])
-		printf("error: %" PRIu64 " entries could not be read (media errors?)\n",
-		       img->count[PMC_ENT_UNREADABLE]);
+	for (k = PMC_ENT_FREE; k <= PMC_ENT_UNREADABLE; k++)
+		if (kind_say[k][0] && img->count[k])
+			printf("%s: %" PRIu64 " %s\n", kind_say[k][0], img->count[k],
+			       kind_say[k][1]);
 }
 
 static void dump_json(const struct pmc_image *img)
