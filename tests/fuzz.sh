@@ -30,7 +30,7 @@ for t in image status; do
 	mkdir -p "$out/corpus-$t"
 	cp "$top"/tools/fuzz-seeds/"$t"-* "$out/corpus-$t/"
 	start=$(date +%s)
-	(cd "$out" && ./"fuzz_$t" -runs="$runs" -max_len=65536 \
+	(cd "$out" && ./"fuzz_$t" -runs="$runs" -max_len=65552 \
 		-artifact_prefix="$out/$t-" "corpus-$t" > "$out/$t.log" 2>&1)
 	rc=$?
 	done_line=$(grep -E '^Done [0-9]+ runs' "$out/$t.log" | tail -n 1)

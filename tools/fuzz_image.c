@@ -4,15 +4,21 @@
  * built as is, it feeds the input to pmc_image_read() as the first bytes
  * of a cache device: the last 16 bytes give the device's size (at most
  * 4 MiB, so that a run stays short; reads past the input fail as an
- * unreadable device would) and the origin's; built with -DFUZZ_STATUS,
- * it feeds the input to pmc_status_fields() as a dmsetup status line.
+ * unreadable device would) and the origin's.  When the size is odd, the
+ * superblock's and the commit records' checksums are made right first,
+ * so that mutations of their fields reach the code past the checks.
+ * Built with -DFUZZ_STATUS, it feeds the input to pmc_status_fields() as
+ * a dmsetup status line.
  */
+#include <endian.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "pmemcache_image.h"
 
+#ifndef FUZZ_STATUS
 struct buf {
 	const uint8_t *p;
 	size_t n;
@@ -32,6 +38,24 @@ static int buf_read(void *ctx, void *dst, size_t len, uint64_t off)
 	return 0;
 }
 
+/* The superblock's crc, then both commit records' with its uuid's seed. */
+static void fix_checksums(uint8_t *p)
+{
+	struct pmc_sb *sb = (struct pmc_sb *)p;
+	uint32_t seed;
+	int slot;
+
+	sb->crc = htole32(pmc_crc32c(~0U, sb, offsetof(struct pmc_sb, crc)));
+	seed = pmc_crc32c(~0U, sb->uuid, sizeof(sb->uuid));
+	for (slot = 0; slot < 2; slot++) {
+		struct pmc_commit *c = (struct pmc_commit *)(p + PMC_COMMIT_OFFSET(slot));
+
+		c->crc = htole32(pmc_crc32c(seed, &c->seq, sizeof(c->seq)));
+	}
+}
+
+#endif
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -46,6 +70,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	pmc_status_fields(line, f, 40);
 #else
 	struct buf b = { data, size };
+	uint8_t *copy = NULL;
 	struct pmc_src src = { .read = buf_read, .ctx = &b };
 	struct pmc_image img;
 	uint64_t origin = UINT64_MAX;
@@ -60,7 +85,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			dev_size = b.n;
 	}
 	src.size = dev_size;
+	if ((dev_size & 1) && b.n >= PMC_SB_SIZE) {
+		copy = malloc(b.n);
+		if (!copy)
+			return 0;
+		memcpy(copy, data, b.n);
+		fix_checksums(copy);
+		b.p = copy;
+	}
 	pmc_image_read(&img, &src, origin);
+	free(copy);
 	pmc_image_free(&img);
 #endif
 	return 0;

@@ -10,6 +10,8 @@ of dm-pmemcache.h), to plant damage or versions recovery must handle.
   pmc_media.py DEV tear-commit SLOT         garbage into commit slot SLOT
   pmc_media.py DEV poke OFFSET N            N random bytes at byte OFFSET
   pmc_media.py DEV data-offset              byte offset of data block 0
+  pmc_media.py DEV plant-older FIRST N      older versions of origin blocks
+                                            FIRST.. in free entries
 
 All I/O is O_DIRECT: the module writes the media without the page cache,
 so a buffered read could see stale data, and a buffered write might not
@@ -86,6 +88,24 @@ class Cache:
         self.write(struct.pack("<QQIIQ", origin, seq, crc, 0, 0), self.entries + 32 * i)
 
 
+def plant_older(c, first, n):
+    """Older versions (sequence one below, data of their own) of origin
+    blocks FIRST..FIRST+N-1 in free entries from the end."""
+    raw = c.read(32 * c.nr_blocks, c.entries)
+    ents = [struct.unpack_from("<QQ", raw, 32 * i) for i in range(c.nr_blocks)]
+    j = c.nr_blocks - 1
+    for o in range(first, first + n):
+        i = next(i for i, (org, seq) in enumerate(ents) if org == o and seq and c.entry(i)[2])
+        seq = ents[i][1]
+        assert seq > 1, f"origin block {o} has sequence {seq}: no older one fits"
+        while ents[j][1]:
+            j -= 1
+        c.set_entry(j, o, seq - 1)
+        c.write(os.urandom(c.block_size), c.data + j * c.block_size)
+        print(f"entry {j}: origin {o}, sequence {seq - 1} (entry {i} has {seq})")
+        j -= 1
+
+
 def main():
     c = Cache(sys.argv[1])
     cmd, args = sys.argv[2], [int(a) for a in sys.argv[3:]]
@@ -104,6 +124,8 @@ def main():
         c.write(os.urandom(16), 1024 + 1024 * args[0])
     elif cmd == "data-offset":
         print(c.data)
+    elif cmd == "plant-older":
+        plant_older(c, *args)
     elif cmd == "poke":
         c.write(os.urandom(args[1]), args[0])
     else:
