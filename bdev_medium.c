@@ -78,9 +78,18 @@ int pmc_bdev_open(struct pmemcache *pc, sector_t start)
 	return 0;
 }
 
-/* Read or write @len bytes at @off of the metadata region from/to @buf. */
-static int pmc_bdev_io(struct pmemcache *pc, blk_opf_t opf, void *buf,
-		       size_t off, size_t len)
+/**
+ * pmc_bdev_io() - read or write the cache device synchronously
+ * @pc: the cache, pmc_bdev_open() done
+ * @opf: REQ_OP_READ or REQ_OP_WRITE (and flags)
+ * @buf: vmalloc()ed memory
+ * @off: byte offset from start_sector, a multiple of 512
+ * @len: bytes, a multiple of 512
+ *
+ * Return: 0 or a negative errno.
+ */
+int pmc_bdev_io(struct pmemcache *pc, blk_opf_t opf, void *buf, size_t off,
+		size_t len)
 {
 	struct pmc_bdev_medium *m = &pc->bdev;
 	struct dm_io_region where = {

@@ -39,6 +39,8 @@ static inline bool pmc_on_bdev(const struct pmemcache *pc)
 
 /* bdev_medium.c */
 int pmc_bdev_open(struct pmemcache *pc, sector_t start);
+int pmc_bdev_io(struct pmemcache *pc, blk_opf_t opf, void *buf, size_t off,
+		size_t len);
 int pmc_bdev_read_image(struct pmemcache *pc, u64 bytes);
 int pmc_bdev_reread_image(struct pmemcache *pc);
 void pmc_bdev_close(struct pmemcache *pc);

@@ -138,31 +138,19 @@ static u64 pmc_wc_meta_size(u64 n, unsigned int bs)
 static int pmc_wc_read(struct pmc_wc *wc, void *buf, u64 off, size_t len)
 {
 	struct pmemcache *pc = wc->pc;
-	struct dm_io_region where;
-	struct dm_io_request req = {
-		.bi_opf = REQ_OP_READ,
-		.mem.type = DM_IO_VMA,
-		.mem.ptr.vma = buf,
-		.client = wc->io,
-	};
+	size_t done, n;
 
-	if (!pmc_on_bdev(pc)) {
-		size_t done, n;
-
-		/* copy_mc_to_kernel() takes an unsigned int length. */
-		for (done = 0; done < len; done += n) {
-			n = min_t(size_t, len - done, PMC_WC_CHUNK);
-			if (pmc_pmem_range_bad(&pc->pmem, off + done, n) ||
-			    copy_mc_to_kernel(buf + done, pc->pmem.addr + off + done, n))
-				return -EIO;
-			cond_resched();
-		}
-		return 0;
+	if (pmc_on_bdev(pc))
+		return pmc_bdev_io(pc, REQ_OP_READ, buf, off, len);
+	/* copy_mc_to_kernel() takes an unsigned int length. */
+	for (done = 0; done < len; done += n) {
+		n = min_t(size_t, len - done, PMC_WC_CHUNK);
+		if (pmc_pmem_range_bad(&pc->pmem, off + done, n) ||
+		    copy_mc_to_kernel(buf + done, pc->pmem.addr + off + done, n))
+			return -EIO;
+		cond_resched();
 	}
-	where.bdev = pc->cache_dev->bdev;
-	where.sector = pc->bdev.start + (off >> SECTOR_SHIFT);
-	where.count = len >> SECTOR_SHIFT;
-	return dm_io(&req, 1, &where, NULL, IOPRIO_DEFAULT);
+	return 0;
 }
 
 static int pmc_wc_cmp(const void *a, const void *b, const void *priv)
@@ -241,12 +229,7 @@ static int pmc_wc_read_meta(struct pmc_wc *wc, const struct pmc_wc_sb *sb)
 	u64 i, meta, last = U64_MAX;
 	unsigned int spb;
 
-	if (le32_to_cpu(sb->version) != PMC_WC_VERSION) {
-		DMERR("%pg: dm-writecache format version %u; this module knows version %u",
-		      pc->cache_dev->bdev, le32_to_cpu(sb->version), PMC_WC_VERSION);
-		ti->error = "Cache device holds a dm-writecache cache of an unknown format version";
-		return -EINVAL;
-	}
+	/* Version 1: pmc_wc_take_over() refused the others. */
 	wc->bs = le32_to_cpu(sb->block_size);
 	wc->n = le64_to_cpu(sb->n_blocks);
 	wc->seq = le64_to_cpu(sb->seq);
