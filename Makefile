@@ -7,7 +7,7 @@ KDIR ?= /lib/modules/$(shell uname -r)/build
 export CONFIG_DM_PMEMCACHE ?= m
 
 .PHONY: all modules install clean lint check demo bench profile bench-flush \
-	crashcheck crashcheck-s mutate tools fuzz
+	crashcheck crashcheck-s mutate tools fuzz deb
 
 all: modules
 
@@ -47,7 +47,26 @@ PMC_TOOL_SRCS = tools/pmemcache.c tools/pmemcache_image.c
 tools: tools/pmemcache
 
 tools/pmemcache: $(PMC_TOOL_SRCS) tools/pmemcache_image.h pmemcache_format.h
-	$(CC) -O2 -Wall -Wextra -o $@ $(PMC_TOOL_SRCS)
+	$(CC) -O2 -Wall -Wextra $(CFLAGS) $(CPPFLAGS) -o $@ $(PMC_TOOL_SRCS) \
+		$(LDFLAGS)
+
+# Debian packages, built from a copy of this tree into DEB_DIR (default
+# ./deb): dm-pmemcache-dkms (the sources, built by DKMS for every kernel,
+# and the modprobe configuration) and pmemcache-tools (the tool).  Needs
+# dpkg-dev, debhelper and dh-dkms.
+DEB_DIR ?= $(CURDIR)/deb
+deb:
+	rm -rf $(DEB_DIR)
+	mkdir -p $(DEB_DIR)/dm-pmemcache
+	tar -c --exclude-vcs --exclude=./deb --exclude=./tests \
+		--exclude='*.o' --exclude='*.ko' --exclude='*.cmd' \
+		--exclude='*.mod' --exclude='*.mod.c' --exclude=tools/pmemcache \
+		--exclude=Module.symvers --exclude=modules.order . | \
+		tar -x -C $(DEB_DIR)/dm-pmemcache
+	cd $(DEB_DIR)/dm-pmemcache && dpkg-buildpackage -b -us -uc \
+		> ../build.log 2>&1 || { tail -n 30 ../build.log; exit 1; }
+	rm -rf $(DEB_DIR)/dm-pmemcache
+	ls $(DEB_DIR)/*.deb
 
 # libFuzzer on the tool's parsers (clang): FUZZ_RUNS executions each
 # (default 10 million), seeded from tools/fuzz-seeds/.

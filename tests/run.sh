@@ -28,6 +28,8 @@ cc -O2 -Wall -Wextra -o "$PMC_TOP/tests/bin/pmc_crashwl" \
 # The rescue tool as make install installs it, and a test build of it
 # with its stop point (PMEMCACHE_TEST_STOP).
 make -s -C "$PMC_TOP" tools || pmc_die "the pmemcache tool's build failed"
+make -s -C "$PMC_TOP" deb DEB_DIR="$PMC_TOP/tests/bin/deb" > /dev/null ||
+	pmc_die "make deb failed: $PMC_TOP/tests/bin/deb/build.log"
 cc -O2 -Wall -Wextra -DPMC_TOOL_TEST_HOOKS -o "$PMC_TOP/tests/bin/pmemcache" \
 	"$PMC_TOP/tools/pmemcache.c" "$PMC_TOP/tools/pmemcache_image.c" ||
 	pmc_die "the pmemcache tool's test build failed"
