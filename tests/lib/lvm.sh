@@ -108,13 +108,14 @@ _wc_status() {
 }
 
 # _lvm_workflow MODE: the cachevol on $LVM_FAST, which lvm2 must turn into
-# a writecache table of MODE (p or s).
+# a writecache table of MODE (p or s).  The module comes from make install
+# (_install_and_load), or from what LVM_INSTALL names.
 _lvm_workflow() {
 	local mode=$1
 	local M=/mnt pct
 
 	_modprobe ext4
-	_install_and_load
+	${LVM_INSTALL:-_install_and_load}
 	_lvm_setup
 
 	if [ "$PMC_BOOT" = 1 ]; then
