@@ -7,7 +7,7 @@ KDIR ?= /lib/modules/$(shell uname -r)/build
 export CONFIG_DM_PMEMCACHE ?= m
 
 .PHONY: all modules install clean lint check demo bench profile bench-flush \
-	crashcheck crashcheck-s mutate tools fuzz deb
+	crashcheck crashcheck-s mutate tools fuzz deb lockstat
 
 all: modules
 
@@ -109,6 +109,11 @@ demo:
 # fio: dm-pmemcache against dm-writecache, dm-linear, raw pmem, the origin.
 bench:
 	tests/bench.sh
+
+# Lock contention per 1,000 I/Os, ours and dm-writecache's, from
+# /proc/lock_stat of the debug kernel (2 vCPUs, 2 fio jobs).
+lockstat:
+	LOCKSTAT_IOS=$(LOCKSTAT_IOS) tests/lockstat.sh
 
 # perf profile of one benchmark workload (W=) on dm-writecache and us.
 profile:
