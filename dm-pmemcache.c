@@ -78,6 +78,7 @@ static const struct pmc_opt_desc pmc_opts[PMC_NR_OPTS] = {
 	[PMC_OPT_FLUSH_MODE] = { "flush_mode", true, 0, PMC_NR_FLUSH_MODES - 1,
 		PMC_FLUSH_AUTO,
 		"flush_mode must be auto, movnt, clwb, clflushopt, clflush or generic" },
+	[PMC_OPT_FORCE_ORIGIN] = { "force_origin" },
 };
 
 static int pmc_parse_options(struct pmc_options *o, struct dm_arg_set *as,
@@ -400,6 +401,8 @@ open:
 
 	pc->origin_blocks = ti->len >> (pc->block_shift - SECTOR_SHIFT);
 	r = pmc_open_cache(pc);
+	if (!r)
+		r = pmc_check_origin(pc);
 	if (r)
 		goto bad;
 
@@ -581,6 +584,8 @@ static int pmc_preresume(struct dm_target *ti)
 			return r;
 	}
 	r = pmc_load(pc);
+	if (!r)
+		r = pmc_settle_origin(pc);
 	if (r)
 		return r;
 	pc->loaded = true;

@@ -52,7 +52,16 @@ enum pmc_opt {
 	PMC_OPT_METADATA_ONLY,
 	PMC_OPT_PAUSE_WRITEBACK,
 	PMC_OPT_FLUSH_MODE,
+	PMC_OPT_FORCE_ORIGIN,
 	PMC_NR_OPTS
+};
+
+/* How the origin record compares with the table's origin. */
+enum pmc_origin_state {
+	PMC_ORIGIN_SAME,	/* it names the table's origin */
+	PMC_ORIGIN_ABSENT,	/* no record (formatted before records) */
+	PMC_ORIGIN_OTHER,	/* it names another device */
+	PMC_ORIGIN_DAMAGED,	/* its checksum is wrong */
 };
 
 /**
@@ -236,6 +245,10 @@ struct pmc_bdev_medium {
  * @media_errors: machine checks seen reading the cache
  * @meta_errors: entries found corrupt when loading
  * @nr_bad: blocks never used (unreadable entry, or data on a media error)
+ * @loaded_dirty: dirty blocks pmc_load() found
+ * @origin_rec: the origin record of the table's origin
+ * @origin_state: enum pmc_origin_state, the record on media against
+ *                @origin_rec (pmc_check_origin())
  */
 struct pmemcache {
 	struct dm_target *ti;
@@ -303,6 +316,9 @@ struct pmemcache {
 	atomic64_t media_errors;
 	u64 meta_errors;
 	u64 nr_bad;
+	u64 loaded_dirty;
+	struct pmc_origin origin_rec;
+	u8 origin_state;
 };
 
 static inline bool pmc_given(const struct pmc_options *o, enum pmc_opt opt)
@@ -394,7 +410,9 @@ void pmc_remap(struct pmemcache *pc, struct bio *bio);
 
 /* format.c */
 int pmc_open_cache(struct pmemcache *pc);
+int pmc_check_origin(struct pmemcache *pc);
 int pmc_load(struct pmemcache *pc);
+int pmc_settle_origin(struct pmemcache *pc);
 
 /* writecache_format.c */
 bool pmc_wc_holds_cache(struct pmemcache *pc, const u8 *head);

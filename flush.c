@@ -71,7 +71,8 @@
  *    revive a leftover of the crash.  It never zeroes a valid entry for
  *    an origin block past the table's end: such a table is refused.
  * 6. Format starts on a device that holds no finished format (its first
- *    4 KiB zero but for the commit slots; see pmc_sb_unformatted()) and
+ *    4 KiB zero but for the commit slots and the origin record; see
+ *    pmc_sb_unformatted()) and
  *    makes "format under way" durable first: the magic with version 0,
  *    one 8-byte store, fenced.  Then the zeroed entries and commit
  *    record 0, fenced together; then the rest of the superblock (version
@@ -88,6 +89,15 @@
  *    fenced, and rule 6 follows.  Before that store a cut leaves the
  *    dm-writecache cache as it was; after it, its magic with sequence 0
  *    is an empty cache, formatted at the next activation.
+ * 8. The origin record names the origin of every valid entry.  Format
+ *    writes it with the zeroed entries (rule 6).  Afterwards it is
+ *    rewritten for another origin only by an activation that found,
+ *    after recovery, no valid entry (or whose table says force_origin),
+ *    and it is fenced before that table takes its first write.  A cut
+ *    while it is written leaves a record with a bad checksum over a
+ *    cache with no dirty data, which the next activation rewrites (with
+ *    force_origin over dirty data: which the next activation refuses
+ *    until force_origin is given again).
  *
  * The same rules hold in s mode, the cache on a block device (medium.h,
  * bdev_medium.c), where the engine stores metadata into a RAM image and

@@ -9,6 +9,7 @@
 #include <linux/bio.h>
 #include <linux/blkdev.h>
 #include <linux/crc32c.h>
+#include <linux/dm-ioctl.h>
 #include <linux/highmem.h>
 #include <linux/kernel.h>
 #include <linux/ktime.h>
@@ -94,6 +95,52 @@ static void pmc_layout(struct pmemcache *pc, u64 nr_blocks)
  * durable the version is 0 (or the sector still zero) and the next
  * activation formats again (pmc_sb_unformatted()).
  */
+static u32 pmc_origin_crc(struct pmemcache *pc, const struct pmc_origin *o)
+{
+	return crc32c(pc->crc_seed, &o->sectors,
+		      sizeof(*o) - offsetof(struct pmc_origin, sectors));
+}
+
+/*
+ * The table's origin as an origin record names it: its length, and its
+ * device-mapper uuid when it is a dm device that has one.  Needs
+ * pc->crc_seed.
+ */
+static void pmc_origin_identity(struct pmemcache *pc, struct pmc_origin *o)
+{
+	struct block_device *bdev = pc->origin->bdev;
+	struct mapped_device *md;
+	char uuid[DM_UUID_LEN];
+
+	memset(o, 0, sizeof(*o));
+	o->magic = cpu_to_le32(PMC_ORIGIN_MAGIC);
+	o->sectors = cpu_to_le64(bdev_nr_sectors(bdev));
+	md = dm_get_md(bdev->bd_dev);
+	if (md) {
+		if (!dm_copy_name_and_uuid(md, NULL, uuid))
+			strscpy((char *)o->uuid, uuid, sizeof(o->uuid));
+		dm_put(md);
+	}
+	o->crc = cpu_to_le32(pmc_origin_crc(pc, o));
+}
+
+/*
+ * Do two origin records name the same device?  By uuid when both have
+ * one (an LV keeps its uuid when it is resized or its PVs move); with
+ * no uuid on either side, by length; a uuid on one side only is another
+ * device.
+ */
+static bool pmc_origin_same(const struct pmc_origin *a,
+			    const struct pmc_origin *b)
+{
+	if (a->uuid[0] && b->uuid[0])
+		return !strncmp((const char *)a->uuid, (const char *)b->uuid,
+				sizeof(a->uuid));
+	if (a->uuid[0] || b->uuid[0])
+		return false;
+	return a->sectors == b->sectors;
+}
+
 static int pmc_format(struct pmemcache *pc, u64 nr_blocks)
 {
 	void *zero = page_address(ZERO_PAGE(0));
@@ -124,6 +171,11 @@ static int pmc_format(struct pmemcache *pc, u64 nr_blocks)
 	get_random_bytes(sb.uuid, sizeof(sb.uuid));
 	sb.crc = cpu_to_le32(pmc_sb_crc(&sb));
 	pc->crc_seed = crc32c(~0U, sb.uuid, sizeof(sb.uuid));
+	/* The origin record, with the checksum seeded from the new uuid. */
+	pmc_origin_identity(pc, &pc->origin_rec);
+	pmc_meta_copy(pc, (void *)pc->sb + PMC_ORIGIN_OFFSET, &pc->origin_rec,
+		      sizeof(pc->origin_rec));
+	pc->origin_state = PMC_ORIGIN_SAME;
 	/* Fences: everything above durable. */
 	if (pmc_write_commit(pc, 0))
 		return -EIO;
@@ -145,9 +197,10 @@ static int pmc_format(struct pmemcache *pc, u64 nr_blocks)
  * A cache device that no activation has finished formatting: in its
  * first 4 KiB, the superblock record zero, or our magic with version 0
  * (written first, alone; the version is written last) and whatever a cut
- * left of the record's other bytes; the two commit slots anything (a
- * format cut short, or a cache whose superblock sector was zeroed to
- * start over, as lvm2 and the admin guide do); every other byte zero.
+ * left of the record's other bytes; the two commit slots and the origin
+ * record anything (a format cut short, or a cache whose superblock sector
+ * was zeroed to start over, as lvm2 and the admin guide do); every other
+ * byte zero.
  * Anything else may be someone's data: an ext4 file system has its
  * superblock at byte 1024 and an LVM2 physical volume its label at byte
  * 512, both behind a zero first sector.
@@ -166,10 +219,15 @@ static bool pmc_sb_unformatted(const u8 *head)
 		at = sizeof(*sb);
 	else
 		return false;
-	for (slot = 0; slot < 2; slot++) {
-		if (memchr_inv(head + at, 0, PMC_COMMIT_OFFSET(slot) - at))
+	/* The commit slots, then the origin record, may hold anything. */
+	for (slot = 0; slot < 3; slot++) {
+		size_t rec = slot < 2 ? PMC_COMMIT_OFFSET(slot) : PMC_ORIGIN_OFFSET;
+		size_t len = slot < 2 ? sizeof(struct pmc_commit) :
+			     sizeof(struct pmc_origin);
+
+		if (memchr_inv(head + at, 0, rec - at))
 			return false;
-		at = PMC_COMMIT_OFFSET(slot) + sizeof(struct pmc_commit);
+		at = rec + len;
 	}
 	return !memchr_inv(head + at, 0, PMC_SB_SIZE - at);
 }
@@ -510,11 +568,148 @@ free:
 		      (max_origin + 1) << (pc->block_shift - SECTOR_SHIFT));
 		return -EINVAL;
 	}
+	pc->loaded_dirty = nr_dirty;
 	DMINFO("%pg: recovered %llu dirty of %llu blocks in %lld us",
 	       pc->cache_dev->bdev, nr_dirty, pc->nr_blocks,
 	       ktime_us_delta(ktime_get(), t0));
 	DMINFO("%pg: commit %lld, %llu uncommitted blocks dropped, %llu corrupt, %llu unusable",
 	       pc->cache_dev->bdev, committed, dropped, pc->meta_errors,
 	       pc->nr_bad);
+	return 0;
+}
+
+/* Does the cache hold a valid entry (data recovery would keep)? */
+static bool pmc_holds_dirty(struct pmemcache *pc)
+{
+	s64 committed = pmc_read_commit(pc);
+	u64 i;
+
+	if (committed < 0)
+		return false;	/* pmc_load() refuses it, and says why */
+	for (i = 0; i < pc->nr_blocks; i++) {
+		struct pmc_entry e;
+		u64 seq;
+
+		if (!(i & 4095))
+			cond_resched();
+		if (copy_mc_to_kernel(&e, &pc->entries[i], sizeof(e)))
+			continue;
+		seq = le64_to_cpu(e.seq);
+		if (seq && seq <= committed &&
+		    le32_to_cpu(e.crc) ==
+		    pmc_entry_crc(pc, le64_to_cpu(e.origin), seq, i))
+			return true;
+	}
+	return false;
+}
+
+/* "uuid U, N sectors" or "N sectors", for the log. */
+static const char *pmc_origin_str(const struct pmc_origin *o, char *buf,
+				  size_t len)
+{
+	if (o->uuid[0])
+		snprintf(buf, len, "uuid %.*s, %llu sectors",
+			 (int)sizeof(o->uuid), o->uuid, le64_to_cpu(o->sectors));
+	else
+		snprintf(buf, len, "no dm uuid, %llu sectors",
+			 le64_to_cpu(o->sectors));
+	return buf;
+}
+
+/**
+ * pmc_check_origin() - compare the cache's origin record with the table
+ * @pc: the cache, opened (pmc_open_cache())
+ *
+ * A table that names another origin than the one the cache's dirty data
+ * belongs to is refused, with ti->error set, unless it says force_origin.
+ * Sets pc->origin_rec and pc->origin_state for pmc_settle_origin().
+ *
+ * Return: 0 or -EINVAL.
+ */
+int pmc_check_origin(struct pmemcache *pc)
+{
+	bool force = pmc_given(&pc->opts, PMC_OPT_FORCE_ORIGIN);
+	struct pmc_origin rec;
+	char a[200], b[200];
+
+	if (pc->origin_state == PMC_ORIGIN_SAME &&
+	    pc->origin_rec.magic)
+		return 0;	/* formatted just now */
+	pmc_origin_identity(pc, &pc->origin_rec);
+	if (copy_mc_to_kernel(&rec, (void *)pc->sb + PMC_ORIGIN_OFFSET,
+			      sizeof(rec)))
+		pc->origin_state = PMC_ORIGIN_DAMAGED;
+	else if (!rec.magic && !memchr_inv(&rec, 0, sizeof(rec)))
+		pc->origin_state = PMC_ORIGIN_ABSENT;
+	else if (le32_to_cpu(rec.magic) != PMC_ORIGIN_MAGIC ||
+		 le32_to_cpu(rec.crc) != pmc_origin_crc(pc, &rec))
+		pc->origin_state = PMC_ORIGIN_DAMAGED;
+	else if (pmc_origin_same(&rec, &pc->origin_rec))
+		pc->origin_state = PMC_ORIGIN_SAME;
+	else
+		pc->origin_state = PMC_ORIGIN_OTHER;
+
+	if (pc->origin_state == PMC_ORIGIN_SAME ||
+	    pc->origin_state == PMC_ORIGIN_ABSENT || !pmc_holds_dirty(pc))
+		return 0;
+	if (pc->origin_state == PMC_ORIGIN_DAMAGED) {
+		DMERR("%pg: damaged origin record over dirty data; the table names %pg (%s)",
+		      pc->cache_dev->bdev, pc->origin->bdev,
+		      pmc_origin_str(&pc->origin_rec, b, sizeof(b)));
+		if (force) {
+			DMWARN("%pg: force_origin: its dirty data goes to %pg",
+			       pc->cache_dev->bdev, pc->origin->bdev);
+			return 0;
+		}
+		pc->ti->error =
+			"Damaged origin record, dirty cache: see the log; force_origin overrides";
+		return -EINVAL;
+	}
+	DMERR("%pg: holds dirty data of origin (%s); the table names %pg (%s)",
+	      pc->cache_dev->bdev, pmc_origin_str(&rec, a, sizeof(a)),
+	      pc->origin->bdev, pmc_origin_str(&pc->origin_rec, b, sizeof(b)));
+	if (force) {
+		DMWARN("%pg: force_origin: that dirty data goes to %pg",
+		       pc->cache_dev->bdev, pc->origin->bdev);
+		return 0;
+	}
+	pc->ti->error =
+		"Origin is not the dirty data's origin: see the kernel log; force_origin overrides";
+	return -EINVAL;
+}
+
+/**
+ * pmc_settle_origin() - make the origin record name the table's origin
+ * @pc: the cache, recovered (pmc_load())
+ *
+ * At the first resume of a table, once recovery counted the dirty
+ * blocks: the record is rewritten, and fenced, if it names another
+ * origin (or is damaged, or absent) and the cache holds no dirty data or
+ * the table says force_origin (flush.c, rule 8).  Dirty data that reached
+ * the cache after the constructor's check (a reload over a live table
+ * naming the old origin) refuses the resume.
+ *
+ * Return: 0, -EINVAL (refused) or -EIO.
+ */
+int pmc_settle_origin(struct pmemcache *pc)
+{
+	bool force = pmc_given(&pc->opts, PMC_OPT_FORCE_ORIGIN);
+
+	if (pc->origin_state == PMC_ORIGIN_SAME)
+		return 0;
+	if (pc->loaded_dirty && !force) {
+		if (pc->origin_state == PMC_ORIGIN_ABSENT)
+			return 0;	/* nothing to check it with */
+		DMERR("%pg: %llu dirty blocks of another origin than %pg came after the load",
+		      pc->cache_dev->bdev, pc->loaded_dirty, pc->origin->bdev);
+		return -EINVAL;
+	}
+	pmc_meta_copy(pc, (void *)pc->sb + PMC_ORIGIN_OFFSET, &pc->origin_rec,
+		      sizeof(pc->origin_rec));
+	if (pmc_meta_barrier(pc)) {
+		DMERR("%pg: cannot write the origin record", pc->cache_dev->bdev);
+		return -EIO;
+	}
+	pc->origin_state = PMC_ORIGIN_SAME;
 	return 0;
 }

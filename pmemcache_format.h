@@ -13,6 +13,7 @@
  *            | block size, block count, offsets, uuid, crc |
  *   1024     | struct pmc_commit, slot 0 (even sequences)  |
  *   2048     | struct pmc_commit, slot 1 (odd sequences)   |
+ *   3072     | struct pmc_origin: the origin's identity    |
  *   4096     +--------------------------------------------+
  *            | struct pmc_entry[nr_blocks], 32 bytes each  |
  *            | (rounded up to 4 KiB)                       |
@@ -24,6 +25,13 @@
  * of it.  Each commit writes the sequence number it makes durable into
  * the slot of that number's parity, with a crc32c: a torn commit record
  * leaves the other slot, one commit older, in force.
+ *
+ * The origin record names the origin the cache's data belongs to: its
+ * length and, when it is a device-mapper device with a uuid (every lvm2
+ * LV has one), that uuid.  It is written at format, and rewritten when
+ * a table names another origin while the cache holds no dirty data (or
+ * the table says force_origin), before that table's first write.  A cache
+ * formatted before the record existed has zeros there (no record).
  *
  * Entry i describes data block i: the origin block it caches and the
  * sequence number of the commit it belongs to; seq 0 means free.  An
@@ -38,7 +46,7 @@
  * with ~0.  The others are seeded with the crc32c (seeded with ~0) of the
  * superblock's uuid: a commit record's covers its sequence number as an
  * __le64; an entry's covers origin, seq and the entry's index, three
- * __le64 in that order.
+ * __le64 in that order; the origin record's covers its bytes after @crc.
  */
 #ifndef PMEMCACHE_FORMAT_H
 #define PMEMCACHE_FORMAT_H
@@ -49,6 +57,10 @@
 #define PMC_VERSION		1
 #define PMC_SB_SIZE		4096
 #define PMC_COMMIT_OFFSET(slot)	(1024 + 1024 * (slot))
+#define PMC_ORIGIN_OFFSET	3072
+#define PMC_ORIGIN_MAGIC	0x4e47524f	/* "ORGN" */
+/* A device-mapper uuid (DM_UUID_LEN, 129 with its NUL), rounded up. */
+#define PMC_ORIGIN_UUID_LEN	136
 
 /**
  * struct pmc_sb - the superblock, at offset 0; written once, at format
@@ -86,6 +98,22 @@ struct pmc_commit {
 	__le64 seq;
 	__le32 crc;
 	__le32 pad;
+};
+
+/**
+ * struct pmc_origin - the origin the cache's data belongs to
+ * @magic: PMC_ORIGIN_MAGIC; 0: no record (a cache formatted without one)
+ * @crc: crc32c of the bytes after it, seeded from the superblock's uuid
+ * @sectors: the origin device's length in 512-byte sectors
+ * @uuid: its device-mapper uuid, NUL-terminated; empty when it has none
+ * @reserved: zero
+ */
+struct pmc_origin {
+	__le32 magic;
+	__le32 crc;
+	__le64 sectors;
+	__u8 uuid[PMC_ORIGIN_UUID_LEN];
+	__le64 reserved;
 };
 
 /**
