@@ -20,6 +20,7 @@
 #include <linux/bio.h>
 #include <linux/blkdev.h>
 #include <linux/crc32c.h>
+#include <linux/dm-ioctl.h>
 #include <linux/highmem.h>
 #include <linux/kernel.h>
 #include <linux/ktime.h>
@@ -80,6 +81,112 @@ static const struct pmc_opt_desc pmc_opts[PMC_NR_OPTS] = {
 		"flush_mode must be auto, movnt, clwb, clflushopt, clflush or generic" },
 	[PMC_OPT_FORCE_ORIGIN] = { "force_origin" },
 };
+
+/**
+ * struct pmc_claim - a cache device in use by a pmemcache target
+ * @list: in pmc_claims
+ * @disk: the disk the cache device is (a partition: is on)
+ * @start: its first sector on @disk
+ * @end: the sector after its last
+ * @md: the mapped device whose tables use it
+ * @name: @md's name when it first claimed the device, for the log
+ * @count: tables of @md that hold the claim (a reload builds the new
+ *         table while the old one still holds it)
+ *
+ * One cache device serves one target: two mapped devices over the same
+ * cache would each overwrite the other's blocks.  A cache always extends
+ * to the end of its device, so any overlap on one disk is a conflict.
+ */
+struct pmc_claim {
+	struct list_head list;
+	struct gendisk *disk;
+	sector_t start, end;
+	struct mapped_device *md;
+	char name[DM_NAME_LEN];
+	unsigned int count;
+};
+
+static LIST_HEAD(pmc_claims);
+static DEFINE_MUTEX(pmc_claims_lock);	/* protects pmc_claims */
+
+static struct pmc_claim *pmc_claim_of(struct pmemcache *pc)
+{
+	struct block_device *bdev = pc->cache_dev->bdev;
+	sector_t start = get_start_sect(bdev);
+	sector_t end = start + bdev_nr_sectors(bdev);
+	struct pmc_claim *c;
+
+	list_for_each_entry(c, &pmc_claims, list)
+		if (c->disk == bdev->bd_disk && c->start < end &&
+		    start < c->end)
+			return c;
+	return NULL;
+}
+
+/* Claim the cache device for this target's mapped device. */
+static int pmc_claim(struct pmemcache *pc)
+{
+	struct mapped_device *md = dm_table_get_md(pc->ti->table);
+	struct block_device *bdev = pc->cache_dev->bdev;
+	char name[DM_NAME_LEN];
+	struct pmc_claim *c, *nc;
+
+	if (dm_copy_name_and_uuid(md, name, NULL))
+		strscpy(name, dm_device_name(md), sizeof(name));
+	nc = kzalloc(sizeof(*nc), GFP_KERNEL);
+	if (!nc) {
+		pc->ti->error = "Cannot allocate memory";
+		return -ENOMEM;
+	}
+	mutex_lock(&pmc_claims_lock);
+	c = pmc_claim_of(pc);
+	if (c && c->md != md) {
+		DMERR("%pg: already the cache of dm device %s (%s)",
+		      bdev, c->name, dm_device_name(c->md));
+		mutex_unlock(&pmc_claims_lock);
+		kfree(nc);
+		pc->ti->error =
+			"Cache device is in use by another pmemcache target: see the kernel log";
+		return -EBUSY;
+	}
+	if (c) {
+		c->count++;
+		kfree(nc);
+	} else {
+		nc->disk = bdev->bd_disk;
+		nc->start = get_start_sect(bdev);
+		nc->end = nc->start + bdev_nr_sectors(bdev);
+		nc->md = md;
+		strscpy(nc->name, name, sizeof(nc->name));
+		nc->count = 1;
+		list_add(&nc->list, &pmc_claims);
+	}
+	pc->claimed = true;
+	mutex_unlock(&pmc_claims_lock);
+	return 0;
+}
+
+static void pmc_unclaim(struct pmemcache *pc)
+{
+	struct mapped_device *md = dm_table_get_md(pc->ti->table);
+	struct pmc_claim *c;
+
+	if (!pc->claimed)
+		return;
+	mutex_lock(&pmc_claims_lock);
+	list_for_each_entry(c, &pmc_claims, list) {
+		if (c->md == md && c->disk == pc->cache_dev->bdev->bd_disk &&
+		    c->start == get_start_sect(pc->cache_dev->bdev)) {
+			if (!--c->count) {
+				list_del(&c->list);
+				kfree(c);
+			}
+			break;
+		}
+	}
+	mutex_unlock(&pmc_claims_lock);
+	pc->claimed = false;
+}
 
 static int pmc_parse_options(struct pmc_options *o, struct dm_arg_set *as,
 			     unsigned int nr, struct dm_target *ti, bool pmem)
@@ -246,6 +353,7 @@ static void pmc_free(struct pmemcache *pc)
 	kvfree(pc->blocks);
 	pmc_pmem_map_release(&pc->pmem);
 	pmc_bdev_close(pc);
+	pmc_unclaim(pc);
 	if (pc->cache_dev)
 		dm_put_device(pc->ti, pc->cache_dev);
 	if (pc->origin)
@@ -350,6 +458,9 @@ static int pmc_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 		goto bad;
 	}
 	pc->cache_dev = cache_dev;
+	r = pmc_claim(pc);
+	if (r)
+		goto bad;
 
 	if (bdev_nr_sectors(pc->origin->bdev) < ti->len) {
 		DMERR("origin %pg has %llu sectors, the target is %llu sectors long",

@@ -249,6 +249,8 @@ struct pmc_bdev_medium {
  * @origin_rec: the origin record of the table's origin
  * @origin_state: enum pmc_origin_state, the record on media against
  *                @origin_rec (pmc_check_origin())
+ * @claimed: this target holds the cache device in the module's list of
+ *           cache devices in use (dm-pmemcache.c)
  */
 struct pmemcache {
 	struct dm_target *ti;
@@ -319,6 +321,7 @@ struct pmemcache {
 	u64 loaded_dirty;
 	struct pmc_origin origin_rec;
 	u8 origin_state;
+	bool claimed;
 };
 
 static inline bool pmc_given(const struct pmc_options *o, enum pmc_opt opt)
