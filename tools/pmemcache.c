@@ -28,6 +28,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include "pmemcache_image.h"
@@ -130,6 +131,54 @@ static int dev_open(struct dev *d, const char *path, int flags, uint64_t start)
 	return 0;
 }
 
+/*
+ * A device's identity as the origin record holds it: its length in
+ * sectors and, for a device-mapper device, its uuid ("" if none).
+ */
+static void origin_id(const struct dev *d, uint64_t *sectors, char *uuid,
+		      size_t len)
+{
+	char path[64];
+	struct stat st;
+	FILE *f;
+
+	*sectors = d->size / 512;
+	uuid[0] = 0;
+	if (fstat(d->fd, &st) || !S_ISBLK(st.st_mode))
+		return;
+	snprintf(path, sizeof(path), "/sys/dev/block/%u:%u/dm/uuid",
+		 major(st.st_rdev), minor(st.st_rdev));
+	f = fopen(path, "r");
+	if (!f)
+		return;
+	if (!fgets(uuid, len, f))
+		uuid[0] = 0;
+	uuid[strcspn(uuid, "\n")] = 0;
+	fclose(f);
+}
+
+/* The origin record in words: "uuid U, N sectors" and the like. */
+static void say_origin(char *buf, size_t len, uint64_t sectors, const char *uuid)
+{
+	size_t i, n;
+
+	n = snprintf(buf, len, "%s", uuid[0] ? "uuid " : "no dm uuid");
+	for (i = 0; uuid[i] && n + 5 < len; i++)
+		n += snprintf(buf + n, len - n, (unsigned char)uuid[i] < 0x20 ||
+			      (unsigned char)uuid[i] > 0x7e ? "\\x%02x" : "%c",
+			      (unsigned char)uuid[i]);
+	snprintf(buf + n, len - n, ", %" PRIu64 " sectors", sectors);
+}
+
+static void rec_words(const struct pmc_image *img, char *buf, size_t len)
+{
+	if (img->origin_rec == 1)
+		say_origin(buf, len, img->origin_rec_sectors, img->origin_rec_uuid);
+	else
+		snprintf(buf, len, "%s", img->origin_rec ? "damaged (checksum wrong)" :
+			 "none (formatted before origin records)");
+}
+
 static int load(struct pmc_image *img, struct dev *cache, const char *path,
 		uint64_t origin_bytes)
 {
@@ -144,6 +193,29 @@ static int load(struct pmc_image *img, struct dev *cache, const char *path,
 	return 0;
 }
 
+/*
+ * Does the origin given belong to the cache's dirty data?  Says why not
+ * (on @out) when it does not.  A damaged record over dirty data counts
+ * as not.
+ */
+static bool origin_ok(const struct pmc_image *img, const struct dev *origin,
+		      const char *path, FILE *out)
+{
+	char uuid[PMC_ORIGIN_UUID_LEN + 8], a[600], b[600];
+	uint64_t sectors;
+
+	if (!img->count[PMC_ENT_DIRTY] && !img->count[PMC_ENT_SUPERSEDED])
+		return true;
+	origin_id(origin, &sectors, uuid, sizeof(uuid));
+	if (img->origin_rec >= 0 && pmc_origin_matches(img, sectors, uuid))
+		return true;
+	rec_words(img, a, sizeof(a));
+	say_origin(b, sizeof(b), sectors, uuid);
+	fprintf(out, "the cache's dirty data belongs to the origin its record names (%s); %s is another (%s)\n",
+		a, path, b);
+	return false;
+}
+
 static int problems(const struct pmc_image *img)
 {
 	return img->sb_error[0] || img->committed < 0 ||
@@ -154,6 +226,7 @@ static int problems(const struct pmc_image *img)
 /* What recovery would do, in words. */
 static void report(const struct pmc_image *img, const char *path)
 {
+	char words[600];
 	int slot, k;
 
 	printf("%s: pmemcache cache, version %u, %" PRIu64 " blocks of %u bytes\n",
@@ -168,6 +241,8 @@ static void report(const struct pmc_image *img, const char *path)
 		return;
 	}
 	printf("committed sequence: %" PRId64 "\n", img->committed);
+	rec_words(img, words, sizeof(words));
+	printf("origin record: %s\n", words);
 	for (k = PMC_ENT_FREE; k <= PMC_ENT_UNREADABLE; k++)
 		printf("%-14s %" PRIu64 "\n", kind_name[k], img->count[k]);
 	for (k = PMC_ENT_FREE; k <= PMC_ENT_UNREADABLE; k++)
@@ -188,7 +263,20 @@ static void dump_json(const struct pmc_image *img)
 	for (k = 0; k < 2; k++)
 		printf("%s{\"seq\": %" PRIu64 ", \"valid\": %s}", k ? ", " : "",
 		       img->slot_seq[k], img->slot_valid[k] ? "true" : "false");
-	printf("], \"committed\": %" PRId64 ", \"counts\": {", img->committed);
+	printf("], \"committed\": %" PRId64 ", \"origin_record\": {\"state\": \"%s\"",
+	       img->committed, img->origin_rec == 1 ? "valid" :
+	       img->origin_rec ? "damaged" : "absent");
+	if (img->origin_rec == 1) {
+		const char *u;
+
+		printf(", \"sectors\": %" PRIu64 ", \"uuid\": \"", img->origin_rec_sectors);
+		for (u = img->origin_rec_uuid; *u; u++)
+			printf((unsigned char)*u < 0x20 || (unsigned char)*u > 0x7e ||
+			       *u == '"' || *u == '\\' ? "\\u%04x" : "%c",
+			       (unsigned char)*u);
+		printf("\"");
+	}
+	printf("}, \"counts\": {");
 	for (k = PMC_ENT_FREE; k <= PMC_ENT_UNREADABLE; k++)
 		printf("%s\"%s\": %" PRIu64, k ? ", " : "", kind_name[k], img->count[k]);
 	printf("}, \"dirty\": [");
@@ -230,7 +318,6 @@ static int cmd_check_dump(const char *cache_path, const char *origin_path,
 		if (dev_open(&origin, origin_path, O_RDONLY, 0))
 			return EX_OPERATION;
 		origin_bytes = origin.size;
-		close(origin.fd);
 	}
 	if (load(&img, &cache, cache_path, origin_bytes))
 		return EX_OPERATION;
@@ -249,7 +336,12 @@ static int cmd_check_dump(const char *cache_path, const char *origin_path,
 		else
 			report(&img, cache_path);
 		ret = problems(&img) ? EX_ERRORS : EX_CLEAN;
+		if (origin_path && !origin_ok(&img, &origin, origin_path,
+					      json ? stderr : stdout))
+			ret = EX_ERRORS;
 	}
+	if (origin_path)
+		close(origin.fd);
 	pmc_image_free(&img);
 	close(cache.fd);
 	return ret;
@@ -324,7 +416,7 @@ static int clear_entries(struct dev *cache, const struct pmc_image *img,
  * again after an interruption, it writes what is still dirty again.
  */
 static int cmd_writeback(const char *cache_path, const char *origin_path,
-			 uint64_t start)
+			 uint64_t start, int force)
 {
 	struct pmc_image img;
 	struct dev cache, origin;
@@ -346,6 +438,15 @@ static int cmd_writeback(const char *cache_path, const char *origin_path,
 		fprintf(stderr, "pmemcache: %" PRIu64 " dirty blocks lie past the end of %s: the wrong origin?\n",
 			img.count[PMC_ENT_BEYOND], origin_path);
 		return EX_ERRORS;
+	}
+	if (!origin_ok(&img, &origin, origin_path, stderr)) {
+		if (!force) {
+			fprintf(stderr, "pmemcache: not written; --force-origin if %s is the right origin\n",
+				origin_path);
+			return EX_ERRORS;
+		}
+		fprintf(stderr, "pmemcache: --force-origin: writing to %s all the same\n",
+			origin_path);
 	}
 	order = malloc((img.count[PMC_ENT_DIRTY] + 1) * sizeof(*order));
 	buf = malloc(img.block_size);
@@ -476,7 +577,7 @@ static void usage(void)
 		"usage: pmemcache status [--json] NAME\n"
 		"       pmemcache check [-s START_SECTOR] [-o ORIGIN] CACHE\n"
 		"       pmemcache dump [--json] [-s START_SECTOR] [-o ORIGIN] CACHE\n"
-		"       pmemcache writeback [-s START_SECTOR] CACHE ORIGIN\n");
+		"       pmemcache writeback [-s START_SECTOR] [--force-origin] CACHE ORIGIN\n");
 }
 
 int main(int argc, char **argv)
@@ -485,12 +586,13 @@ int main(int argc, char **argv)
 		{ "json", no_argument, NULL, 'j' },
 		{ "start-sector", required_argument, NULL, 's' },
 		{ "origin", required_argument, NULL, 'o' },
+		{ "force-origin", no_argument, NULL, 'f' },
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *cmd, *origin = NULL;
 	unsigned long long start = 0;
 	char *end;
-	int c, json = 0;
+	int c, json = 0, force = 0;
 
 	if (argc < 2) {
 		usage();
@@ -514,6 +616,9 @@ int main(int argc, char **argv)
 		case 'o':
 			origin = optarg;
 			break;
+		case 'f':
+			force = 1;
+			break;
 		default:
 			usage();
 			return EX_USAGE;
@@ -528,7 +633,7 @@ int main(int argc, char **argv)
 	if (!strcmp(cmd, "dump") && argc == 1)
 		return cmd_check_dump(argv[0], origin, start * 512, 1, json);
 	if (!strcmp(cmd, "writeback") && argc == 2)
-		return cmd_writeback(argv[0], argv[1], start * 512);
+		return cmd_writeback(argv[0], argv[1], start * 512, force);
 	usage();
 	return EX_USAGE;
 }

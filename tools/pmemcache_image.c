@@ -115,6 +115,55 @@ static int pmc_read_commits(struct pmc_image *img, const struct pmc_src *src)
 	return 0;
 }
 
+/* The origin record: which origin the dirty data belongs to. */
+static int pmc_read_origin_rec(struct pmc_image *img, const struct pmc_src *src)
+{
+	static const struct pmc_origin zero;
+	struct pmc_origin o;
+	int r;
+
+	r = src->read(src->ctx, &o, sizeof(o), PMC_ORIGIN_OFFSET);
+	if (r)
+		return r;
+	if (!memcmp(&o, &zero, sizeof(o))) {
+		img->origin_rec = 0;
+		return 0;
+	}
+	if (le32(o.magic) != PMC_ORIGIN_MAGIC ||
+	    le32(o.crc) != pmc_crc32c(img->seed, &o.sectors,
+				      sizeof(o) - offsetof(struct pmc_origin, sectors))) {
+		img->origin_rec = -1;
+		return 0;
+	}
+	img->origin_rec = 1;
+	img->origin_rec_sectors = le64(o.sectors);
+	memcpy(img->origin_rec_uuid, o.uuid, sizeof(o.uuid));
+	img->origin_rec_uuid[sizeof(o.uuid)] = 0;
+	return 0;
+}
+
+/**
+ * pmc_origin_matches() - is a device the origin the record names?
+ * @img: the image, read
+ * @sectors: the device's length in 512-byte sectors
+ * @uuid: its device-mapper uuid, "" if it has none
+ *
+ * As the module compares them: by uuid when both have one, a uuid on one
+ * side only is another device, by length when neither has one.  True
+ * also when there is no valid record (nothing to compare with).
+ */
+bool pmc_origin_matches(const struct pmc_image *img, uint64_t sectors,
+			const char *uuid)
+{
+	if (img->origin_rec != 1)
+		return true;
+	if (img->origin_rec_uuid[0] && uuid[0])
+		return !strcmp(img->origin_rec_uuid, uuid);
+	if (img->origin_rec_uuid[0] || uuid[0])
+		return false;
+	return img->origin_rec_sectors == sectors;
+}
+
 static int pmc_cmp_origin(const void *a, const void *b, void *arg)
 {
 	const struct pmc_image *img = arg;
@@ -226,6 +275,8 @@ int pmc_image_read(struct pmc_image *img, const struct pmc_src *src,
 	img->origin_blocks = origin_bytes == UINT64_MAX ? UINT64_MAX :
 			     origin_bytes / img->block_size;
 	r = pmc_read_commits(img, src);
+	if (!r)
+		r = pmc_read_origin_rec(img, src);
 	if (r || img->committed < 0)
 		return r;
 	return pmc_read_entries(img, src);

@@ -47,9 +47,14 @@ struct pmc_image {
 	uint64_t *origin;	/* per entry */
 	uint64_t *seq;		/* per entry */
 	uint64_t count[PMC_ENT_UNREADABLE + 1];
+	int origin_rec;		/* 1 valid, 0 absent, -1 damaged */
+	uint64_t origin_rec_sectors;
+	char origin_rec_uuid[PMC_ORIGIN_UUID_LEN + 1];
 };
 
 uint32_t pmc_crc32c(uint32_t crc, const void *buf, size_t len);
+bool pmc_origin_matches(const struct pmc_image *img, uint64_t sectors,
+			const char *uuid);
 int pmc_image_read(struct pmc_image *img, const struct pmc_src *src,
 		   uint64_t origin_bytes);
 void pmc_image_free(struct pmc_image *img);
