@@ -83,109 +83,143 @@ static const struct pmc_opt_desc pmc_opts[PMC_NR_OPTS] = {
 };
 
 /**
- * struct pmc_claim - a cache device in use by a pmemcache target
+ * struct pmc_claim - a cache device that pmemcache tables use
  * @list: in pmc_claims
+ * @holders: the caches of those tables (struct pmemcache.claim_node)
  * @disk: the disk the cache device is (a partition: is on)
  * @start: its first sector on @disk
  * @end: the sector after its last
- * @md: the mapped device whose tables use it
- * @name: @md's name when it first claimed the device, for the log
- * @count: tables of @md that hold the claim (a reload builds the new
- *         table while the old one still holds it)
+ * @active: the cache that runs on it, from its resume to its suspend
+ * @gen: bumped when a table runs on it for the first time; a table that
+ *       ran before that (its index is stale) may not run again
  *
- * One cache device serves one target: two mapped devices over the same
- * cache would each overwrite the other's blocks.  A cache always extends
- * to the end of its device, so any overlap on one disk is a conflict.
+ * One cache device serves one target at a time: two running over the
+ * same cache would each overwrite the other's blocks.  A cache always
+ * extends to the end of its device, so any overlap on one disk counts.
+ * Tables of other mapped devices may be loaded meanwhile (lvm2 moves a
+ * writecache table to a new device, the -real device of a snapshot, by
+ * loading it there before it suspends the old one), but only one runs;
+ * and two targets of one table are refused at once.
  */
 struct pmc_claim {
 	struct list_head list;
+	struct list_head holders;
 	struct gendisk *disk;
 	sector_t start, end;
-	struct mapped_device *md;
-	char name[DM_NAME_LEN];
-	unsigned int count;
+	struct pmemcache *active;
+	u64 gen;
 };
 
 static LIST_HEAD(pmc_claims);
-static DEFINE_MUTEX(pmc_claims_lock);	/* protects pmc_claims */
+static DEFINE_MUTEX(pmc_claims_lock);	/* protects pmc_claims, the claims */
 
-static struct pmc_claim *pmc_claim_of(struct pmemcache *pc)
+/* The dm name of @pc's mapped device, for the log. */
+static const char *pmc_md_name(struct pmemcache *pc)
 {
-	struct block_device *bdev = pc->cache_dev->bdev;
-	sector_t start = get_start_sect(bdev);
-	sector_t end = start + bdev_nr_sectors(bdev);
-	struct pmc_claim *c;
-
-	list_for_each_entry(c, &pmc_claims, list)
-		if (c->disk == bdev->bd_disk && c->start < end &&
-		    start < c->end)
-			return c;
-	return NULL;
+	return pc->md_name;
 }
 
-/* Claim the cache device for this target's mapped device. */
+/* Claim the cache device for this table (constructor). */
 static int pmc_claim(struct pmemcache *pc)
 {
 	struct mapped_device *md = dm_table_get_md(pc->ti->table);
 	struct block_device *bdev = pc->cache_dev->bdev;
-	char name[DM_NAME_LEN];
+	sector_t start = get_start_sect(bdev);
+	sector_t end = start + bdev_nr_sectors(bdev);
+	struct pmemcache *h;
 	struct pmc_claim *c, *nc;
 
-	if (dm_copy_name_and_uuid(md, name, NULL))
-		strscpy(name, dm_device_name(md), sizeof(name));
+	if (dm_copy_name_and_uuid(md, pc->md_name, NULL))
+		strscpy(pc->md_name, dm_device_name(md), sizeof(pc->md_name));
 	nc = kzalloc(sizeof(*nc), GFP_KERNEL);
 	if (!nc) {
 		pc->ti->error = "Cannot allocate memory";
 		return -ENOMEM;
 	}
 	mutex_lock(&pmc_claims_lock);
-	c = pmc_claim_of(pc);
-	if (c && c->md != md) {
-		DMERR("%pg: already the cache of dm device %s (%s)",
-		      bdev, c->name, dm_device_name(c->md));
-		mutex_unlock(&pmc_claims_lock);
-		kfree(nc);
-		pc->ti->error =
-			"Cache device is in use by another pmemcache target: see the kernel log";
-		return -EBUSY;
+	list_for_each_entry(c, &pmc_claims, list)
+		if (c->disk == bdev->bd_disk && c->start < end && start < c->end)
+			break;
+	if (list_entry_is_head(c, &pmc_claims, list)) {
+		c = nc;
+		nc = NULL;
+		INIT_LIST_HEAD(&c->holders);
+		c->disk = bdev->bd_disk;
+		c->start = start;
+		c->end = end;
+		list_add(&c->list, &pmc_claims);
 	}
-	if (c) {
-		c->count++;
-		kfree(nc);
-	} else {
-		nc->disk = bdev->bd_disk;
-		nc->start = get_start_sect(bdev);
-		nc->end = nc->start + bdev_nr_sectors(bdev);
-		nc->md = md;
-		strscpy(nc->name, name, sizeof(nc->name));
-		nc->count = 1;
-		list_add(&nc->list, &pmc_claims);
+	list_for_each_entry(h, &c->holders, claim_node) {
+		if (h->ti->table == pc->ti->table) {
+			mutex_unlock(&pmc_claims_lock);
+			kfree(nc);
+			pc->ti->error = "Two targets of one table on one cache device";
+			return -EINVAL;
+		}
+		if (dm_table_get_md(h->ti->table) != md)
+			pc->claim_shared = true;
 	}
-	pc->claimed = true;
+	list_add(&pc->claim_node, &c->holders);
+	pc->claim = c;
 	mutex_unlock(&pmc_claims_lock);
+	kfree(nc);
 	return 0;
 }
 
-static void pmc_unclaim(struct pmemcache *pc)
+/*
+ * A table's first resume, or a resume after a suspend: run on the cache
+ * device, unless another table runs on it, or ran since this one did.
+ */
+static int pmc_claim_run(struct pmemcache *pc)
 {
-	struct mapped_device *md = dm_table_get_md(pc->ti->table);
-	struct pmc_claim *c;
+	struct pmc_claim *c = pc->claim;
+	int r = 0;
 
-	if (!pc->claimed)
-		return;
 	mutex_lock(&pmc_claims_lock);
-	list_for_each_entry(c, &pmc_claims, list) {
-		if (c->md == md && c->disk == pc->cache_dev->bdev->bd_disk &&
-		    c->start == get_start_sect(pc->cache_dev->bdev)) {
-			if (!--c->count) {
-				list_del(&c->list);
-				kfree(c);
-			}
-			break;
-		}
+	if (c->active && c->active != pc) {
+		DMERR("%pg: in use by dm device %s (%s); one cache device serves one target",
+		      pc->cache_dev->bdev, pmc_md_name(c->active),
+		      dm_device_name(dm_table_get_md(c->active->ti->table)));
+		r = -EBUSY;
+	} else if (pc->loaded && pc->claim_gen != c->gen) {
+		DMERR("%pg: another table ran on the cache since this one was suspended; reload",
+		      pc->cache_dev->bdev);
+		r = -EINVAL;
+	} else {
+		if (!pc->loaded)
+			pc->claim_gen = ++c->gen;
+		c->active = pc;
 	}
 	mutex_unlock(&pmc_claims_lock);
-	pc->claimed = false;
+	return r;
+}
+
+/* Suspended (or never resumed after all): another table may run. */
+static void pmc_claim_stop(struct pmemcache *pc)
+{
+	mutex_lock(&pmc_claims_lock);
+	if (pc->claim && pc->claim->active == pc)
+		pc->claim->active = NULL;
+	mutex_unlock(&pmc_claims_lock);
+}
+
+/* The table goes (destructor, or a refused constructor). */
+static void pmc_unclaim(struct pmemcache *pc)
+{
+	struct pmc_claim *c = pc->claim;
+
+	if (!c)
+		return;
+	mutex_lock(&pmc_claims_lock);
+	if (c->active == pc)
+		c->active = NULL;
+	list_del(&pc->claim_node);
+	if (list_empty(&c->holders)) {
+		list_del(&c->list);
+		kfree(c);
+	}
+	mutex_unlock(&pmc_claims_lock);
+	pc->claim = NULL;
 }
 
 static int pmc_parse_options(struct pmc_options *o, struct dm_arg_set *as,
@@ -229,6 +263,18 @@ static int pmc_parse_options(struct pmc_options *o, struct dm_arg_set *as,
 			DMERR("option '%s' applies to p mode only", d->name);
 			ti->error = "fua, nofua and flush_mode apply to p mode only";
 			return -EINVAL;
+		}
+		/*
+		 * force_origin may be followed by 1 or 0: lvm2 passes a
+		 * setting it does not know (--cachesettings force_origin=1)
+		 * as a keyword and a value.
+		 */
+		if (i == PMC_OPT_FORCE_ORIGIN && nr &&
+		    (!strcmp(as->argv[0], "1") || !strcmp(as->argv[0], "0"))) {
+			nr--;
+			if (!strcmp(dm_shift_arg(as), "0"))
+				o->given &= ~BIT(i);
+			continue;
 		}
 		if (!d->has_value)
 			continue;
@@ -642,14 +688,18 @@ static void pmc_status(struct dm_target *ti, status_type_t type,
 		       pc->meta_errors);
 		break;
 	case STATUSTYPE_TABLE:
+		/*
+		 * Not force_origin: it serves the activation that needs it,
+		 * and a table copied from this one must not carry it.
+		 */
 		for (i = 0; i < PMC_NR_OPTS; i++)
-			if (pmc_given(o, i))
+			if (pmc_given(o, i) && i != PMC_OPT_FORCE_ORIGIN)
 				words += pmc_opts[i].has_value ? 2 : 1;
 		DMEMIT("%c %s %s %u %u", pc->pmem_mode ? 'p' : 's',
 		       pc->origin->name, pc->cache_dev->name, pc->block_size,
 		       words);
 		for (i = 0; i < PMC_NR_OPTS; i++) {
-			if (!pmc_given(o, i))
+			if (!pmc_given(o, i) || i == PMC_OPT_FORCE_ORIGIN)
 				continue;
 			if (i == PMC_OPT_FLUSH_MODE)
 				DMEMIT(" %s %s", pmc_opts[i].name,
@@ -679,6 +729,7 @@ static void pmc_postsuspend(struct dm_target *ti)
 	if (pmc_writes_around(pc) && !pmc_pcheck_cut() &&
 	    blkdev_issue_flush(pc->origin->bdev))
 		DMERR("%pg: flushing the origin at suspend failed", pc->origin->bdev);
+	pmc_claim_stop(pc);
 }
 
 static int pmc_preresume(struct dm_target *ti)
@@ -686,21 +737,27 @@ static int pmc_preresume(struct dm_target *ti)
 	struct pmemcache *pc = ti->private;
 	int r;
 
+	r = pmc_claim_run(pc);
+	if (r)
+		return r;
 	if (pc->loaded)
 		return 0;
 	/* s mode: what an older table wrote since the constructor read it. */
 	if (pmc_on_bdev(pc)) {
 		r = pmc_bdev_reread_image(pc);
 		if (r)
-			return r;
+			goto stop;
 	}
 	r = pmc_load(pc);
 	if (!r)
 		r = pmc_settle_origin(pc);
 	if (r)
-		return r;
+		goto stop;
 	pc->loaded = true;
 	return 0;
+stop:
+	pmc_claim_stop(pc);
+	return r;
 }
 
 static void pmc_resume(struct dm_target *ti)

@@ -20,6 +20,7 @@
 
 #include <linux/atomic.h>
 #include <linux/bio.h>
+#include <linux/dm-ioctl.h>
 #include <linux/llist.h>
 #include <linux/mempool.h>
 #include <linux/mutex.h>
@@ -33,6 +34,7 @@
 
 struct dm_io_client;
 struct dm_kcopyd_client;
+struct pmc_claim;
 
 /*
  * Options, in the order dmsetup table prints them (dm-writecache's order,
@@ -246,11 +248,14 @@ struct pmc_bdev_medium {
  * @meta_errors: entries found corrupt when loading
  * @nr_bad: blocks never used (unreadable entry, or data on a media error)
  * @loaded_dirty: dirty blocks pmc_load() found
- * @origin_rec: the origin record of the table's origin
- * @origin_state: enum pmc_origin_state, the record on media against
- *                @origin_rec (pmc_check_origin())
- * @claimed: this target holds the cache device in the module's list of
- *           cache devices in use (dm-pmemcache.c)
+ * @origin_rec: the origin record of the table's origin (format.c)
+ * @claim: the cache device's entry in the module's list of cache devices
+ *         in use (dm-pmemcache.c), under its mutex
+ * @claim_node: in @claim's holders
+ * @claim_gen: @claim's generation when this table first ran
+ * @claim_shared: a table of another mapped device held the cache device
+ *                when this one was constructed: no format, no conversion
+ * @md_name: the name of the table's mapped device, for the log
  */
 struct pmemcache {
 	struct dm_target *ti;
@@ -320,8 +325,11 @@ struct pmemcache {
 	u64 nr_bad;
 	u64 loaded_dirty;
 	struct pmc_origin origin_rec;
-	u8 origin_state;
-	bool claimed;
+	struct pmc_claim *claim;
+	struct list_head claim_node;
+	u64 claim_gen;
+	bool claim_shared;
+	char md_name[DM_NAME_LEN];
 };
 
 static inline bool pmc_given(const struct pmc_options *o, enum pmc_opt opt)

@@ -91,13 +91,14 @@
  *    is an empty cache, formatted at the next activation.
  * 8. The origin record names the origin of every valid entry.  Format
  *    writes it with the zeroed entries (rule 6).  Afterwards it is
- *    rewritten for another origin only by an activation that found,
- *    after recovery, no valid entry (or whose table says force_origin),
- *    and it is fenced before that table takes its first write.  A cut
- *    while it is written leaves a record with a bad checksum over a
- *    cache with no dirty data, which the next activation rewrites (with
- *    force_origin over dirty data: which the next activation refuses
- *    until force_origin is given again).
+ *    rewritten only at a table's first resume, after recovery: for
+ *    another origin only if no valid entry was found or the table says
+ *    force_origin; for a cache without a record (formatted before they
+ *    existed), always.  It is made durable before the table takes its
+ *    first write, in three steps: its magic and checksum zeroed (one
+ *    8-byte store, "no record"), fenced; the rest, fenced; the magic and
+ *    checksum in one store, fenced.  A cut leaves the old record, none,
+ *    or the new one: never a damaged one.
  *
  * The same rules hold in s mode, the cache on a block device (medium.h,
  * bdev_medium.c), where the engine stores metadata into a RAM image and

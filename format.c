@@ -87,17 +87,10 @@ static void pmc_layout(struct pmemcache *pc, u64 nr_blocks)
 	pc->data = pmc_on_bdev(pc) ? NULL : base + pmc_data_offset(nr_blocks);
 }
 
-/*
- * Format (rule 6 in flush.c): first the magic with version 0, "format
- * under way", alone and fenced; then zero the entries and the commit
- * slots and write commit 0; then the rest of the superblock, fenced; then
- * magic and version in one 8-byte store, fenced.  Until that store is
- * durable the version is 0 (or the sector still zero) and the next
- * activation formats again (pmc_sb_unformatted()).
- */
 static u32 pmc_origin_crc(struct pmemcache *pc, const struct pmc_origin *o)
 {
-	return crc32c(pc->crc_seed, &o->sectors,
+	return crc32c(pc->crc_seed,
+		      (const u8 *)o + offsetof(struct pmc_origin, sectors),
 		      sizeof(*o) - offsetof(struct pmc_origin, sectors));
 }
 
@@ -125,22 +118,62 @@ static void pmc_origin_identity(struct pmemcache *pc, struct pmc_origin *o)
 }
 
 /*
- * Do two origin records name the same device?  By uuid when both have
- * one (an LV keeps its uuid when it is resized or its PVs move); with
- * no uuid on either side, by length; a uuid on one side only is another
- * device.
+ * How much of a dm uuid names the device itself: lvm2's
+ * "LVM-<vg id><lv id>[-suffix]" changes its VG part when the VG is
+ * renamed by uuid (vgimportclone, vgchange -u, vgsplit, vgmerge), so
+ * from the LV id on; cryptsetup's "CRYPT-<type>-<uuid>-<name>" carries
+ * the mapping's name, so up to the uuid; any other, all of it.
  */
-static bool pmc_origin_same(const struct pmc_origin *a,
-			    const struct pmc_origin *b)
+static void pmc_uuid_key(const char *u, const char **key, size_t *len)
 {
-	if (a->uuid[0] && b->uuid[0])
-		return !strncmp((const char *)a->uuid, (const char *)b->uuid,
-				sizeof(a->uuid));
-	if (a->uuid[0] || b->uuid[0])
-		return false;
-	return a->sectors == b->sectors;
+	const char *p;
+	size_t n = strnlen(u, PMC_ORIGIN_UUID_LEN);
+
+	*key = u;
+	*len = n;
+	if (n > 4 + 32 && !strncmp(u, "LVM-", 4)) {
+		*key = u + 4 + 32;
+		*len = n - 4 - 32;
+	} else if (!strncmp(u, "CRYPT-", 6)) {
+		p = strnchr(u + 6, n - 6, '-');
+		if (p)
+			p = strnchr(p + 1, n - (p + 1 - u), '-');
+		if (p)
+			*len = p - u;
+	}
 }
 
+/*
+ * Does the table's origin @now match the record @rec?  By uuid when both
+ * have one (pmc_uuid_key(); an LV keeps its LV id when it is resized or
+ * its PVs move); a uuid on one side only is another device; with no uuid
+ * on either side, by length, which may have grown (an entry past the
+ * table's end is refused by recovery anyway).
+ */
+static bool pmc_origin_same(const struct pmc_origin *rec,
+			    const struct pmc_origin *now)
+{
+	const char *ka, *kb;
+	size_t la, lb;
+
+	if (rec->uuid[0] && now->uuid[0]) {
+		pmc_uuid_key((const char *)rec->uuid, &ka, &la);
+		pmc_uuid_key((const char *)now->uuid, &kb, &lb);
+		return la == lb && !memcmp(ka, kb, la);
+	}
+	if (rec->uuid[0] || now->uuid[0])
+		return false;
+	return le64_to_cpu(now->sectors) >= le64_to_cpu(rec->sectors);
+}
+
+/*
+ * Format (rule 6 in flush.c): first the magic with version 0, "format
+ * under way", alone and fenced; then zero the entries and the commit
+ * slots and write commit 0; then the rest of the superblock, fenced; then
+ * magic and version in one 8-byte store, fenced.  Until that store is
+ * durable the version is 0 (or the sector still zero) and the next
+ * activation formats again (pmc_sb_unformatted()).
+ */
 static int pmc_format(struct pmemcache *pc, u64 nr_blocks)
 {
 	void *zero = page_address(ZERO_PAGE(0));
@@ -175,7 +208,6 @@ static int pmc_format(struct pmemcache *pc, u64 nr_blocks)
 	pmc_origin_identity(pc, &pc->origin_rec);
 	pmc_meta_copy(pc, (void *)pc->sb + PMC_ORIGIN_OFFSET, &pc->origin_rec,
 		      sizeof(pc->origin_rec));
-	pc->origin_state = PMC_ORIGIN_SAME;
 	/* Fences: everything above durable. */
 	if (pmc_write_commit(pc, 0))
 		return -EIO;
@@ -341,6 +373,15 @@ int pmc_open_cache(struct pmemcache *pc)
 		return -EIO;
 	}
 	unformatted = false;
+	if (pc->claim_shared && (pmc_wc_holds_cache(pc, head) ||
+				 pmc_sb_unformatted(head))) {
+		kfree(head);
+		DMERR("%pg: a table of another mapped device holds it; not formatted",
+		      pc->cache_dev->bdev);
+		ti->error =
+			"Cache device is in use by another pmemcache target: see the kernel log";
+		return -EBUSY;
+	}
 	if (pmc_wc_holds_cache(pc, head)) {
 		/* dm-writecache's: its dirty data to the origin, then ours. */
 		r = pmc_wc_take_over(pc, head);
@@ -603,17 +644,60 @@ static bool pmc_holds_dirty(struct pmemcache *pc)
 	return false;
 }
 
-/* "uuid U, N sectors" or "N sectors", for the log. */
+/* "uuid U, N sectors" or "no dm uuid, N sectors", for the log. */
 static const char *pmc_origin_str(const struct pmc_origin *o, char *buf,
 				  size_t len)
 {
 	if (o->uuid[0])
-		snprintf(buf, len, "uuid %.*s, %llu sectors",
-			 (int)sizeof(o->uuid), o->uuid, le64_to_cpu(o->sectors));
+		snprintf(buf, len, "uuid %*pE, %llu sectors",
+			 (int)strnlen((const char *)o->uuid, sizeof(o->uuid)),
+			 o->uuid, le64_to_cpu(o->sectors));
 	else
 		snprintf(buf, len, "no dm uuid, %llu sectors",
 			 le64_to_cpu(o->sectors));
 	return buf;
+}
+
+/*
+ * The origin record on media into @rec, against the table's origin
+ * (pc->origin_rec, computed again here: the origin may have changed
+ * since the constructor).
+ */
+static enum pmc_origin_state pmc_origin_state(struct pmemcache *pc,
+					      struct pmc_origin *rec)
+{
+	pmc_origin_identity(pc, &pc->origin_rec);
+	if (copy_mc_to_kernel(rec, (void *)pc->sb + PMC_ORIGIN_OFFSET,
+			      sizeof(*rec)))
+		return PMC_ORIGIN_DAMAGED;
+	if (!rec->magic)
+		return PMC_ORIGIN_ABSENT;
+	if (le32_to_cpu(rec->magic) != PMC_ORIGIN_MAGIC ||
+	    le32_to_cpu(rec->crc) != pmc_origin_crc(pc, rec))
+		return PMC_ORIGIN_DAMAGED;
+	return pmc_origin_same(rec, &pc->origin_rec) ? PMC_ORIGIN_SAME :
+	       PMC_ORIGIN_OTHER;
+}
+
+/* Log why the table's origin is not the record's. */
+static void pmc_origin_complain(struct pmemcache *pc,
+				enum pmc_origin_state st,
+				const struct pmc_origin *rec)
+{
+	char a[240], b[240];
+
+	if (st == PMC_ORIGIN_DAMAGED)
+		DMERR("%pg: damaged origin record over dirty data; the table names %pg (%s)",
+		      pc->cache_dev->bdev, pc->origin->bdev,
+		      pmc_origin_str(&pc->origin_rec, b, sizeof(b)));
+	else
+		DMERR("%pg: holds dirty data of origin (%s); the table names %pg (%s)",
+		      pc->cache_dev->bdev, pmc_origin_str(rec, a, sizeof(a)),
+		      pc->origin->bdev,
+		      pmc_origin_str(&pc->origin_rec, b, sizeof(b)));
+	if (pmc_given(&pc->opts, PMC_OPT_FORCE_ORIGIN))
+		DMWARN("%pg: force_origin: that dirty data goes to %pg",
+		       pc->cache_dev->bdev, pc->origin->bdev);
 }
 
 /**
@@ -621,61 +705,54 @@ static const char *pmc_origin_str(const struct pmc_origin *o, char *buf,
  * @pc: the cache, opened (pmc_open_cache())
  *
  * A table that names another origin than the one the cache's dirty data
- * belongs to is refused, with ti->error set, unless it says force_origin.
- * Sets pc->origin_rec and pc->origin_state for pmc_settle_origin().
+ * belongs to (or whose record is damaged) is refused, with ti->error
+ * set, unless it says force_origin.  pmc_settle_origin() checks again at
+ * resume, when it counts.
  *
  * Return: 0 or -EINVAL.
  */
 int pmc_check_origin(struct pmemcache *pc)
 {
-	bool force = pmc_given(&pc->opts, PMC_OPT_FORCE_ORIGIN);
 	struct pmc_origin rec;
-	char a[200], b[200];
+	enum pmc_origin_state st = pmc_origin_state(pc, &rec);
 
-	if (pc->origin_state == PMC_ORIGIN_SAME &&
-	    pc->origin_rec.magic)
-		return 0;	/* formatted just now */
-	pmc_origin_identity(pc, &pc->origin_rec);
-	if (copy_mc_to_kernel(&rec, (void *)pc->sb + PMC_ORIGIN_OFFSET,
-			      sizeof(rec)))
-		pc->origin_state = PMC_ORIGIN_DAMAGED;
-	else if (!rec.magic && !memchr_inv(&rec, 0, sizeof(rec)))
-		pc->origin_state = PMC_ORIGIN_ABSENT;
-	else if (le32_to_cpu(rec.magic) != PMC_ORIGIN_MAGIC ||
-		 le32_to_cpu(rec.crc) != pmc_origin_crc(pc, &rec))
-		pc->origin_state = PMC_ORIGIN_DAMAGED;
-	else if (pmc_origin_same(&rec, &pc->origin_rec))
-		pc->origin_state = PMC_ORIGIN_SAME;
-	else
-		pc->origin_state = PMC_ORIGIN_OTHER;
-
-	if (pc->origin_state == PMC_ORIGIN_SAME ||
-	    pc->origin_state == PMC_ORIGIN_ABSENT || !pmc_holds_dirty(pc))
+	if (st == PMC_ORIGIN_SAME || st == PMC_ORIGIN_ABSENT ||
+	    !pmc_holds_dirty(pc))
 		return 0;
-	if (pc->origin_state == PMC_ORIGIN_DAMAGED) {
-		DMERR("%pg: damaged origin record over dirty data; the table names %pg (%s)",
-		      pc->cache_dev->bdev, pc->origin->bdev,
-		      pmc_origin_str(&pc->origin_rec, b, sizeof(b)));
-		if (force) {
-			DMWARN("%pg: force_origin: its dirty data goes to %pg",
-			       pc->cache_dev->bdev, pc->origin->bdev);
-			return 0;
-		}
+	pmc_origin_complain(pc, st, &rec);
+	if (pmc_given(&pc->opts, PMC_OPT_FORCE_ORIGIN))
+		return 0;
+	if (st == PMC_ORIGIN_DAMAGED)
 		pc->ti->error =
 			"Damaged origin record, dirty cache: see the log; force_origin overrides";
-		return -EINVAL;
-	}
-	DMERR("%pg: holds dirty data of origin (%s); the table names %pg (%s)",
-	      pc->cache_dev->bdev, pmc_origin_str(&rec, a, sizeof(a)),
-	      pc->origin->bdev, pmc_origin_str(&pc->origin_rec, b, sizeof(b)));
-	if (force) {
-		DMWARN("%pg: force_origin: that dirty data goes to %pg",
-		       pc->cache_dev->bdev, pc->origin->bdev);
-		return 0;
-	}
-	pc->ti->error =
-		"Origin is not the dirty data's origin: see the kernel log; force_origin overrides";
+	else
+		pc->ti->error =
+			"Not the dirty data's origin: see the log; force_origin overrides";
 	return -EINVAL;
+}
+
+/*
+ * Write the origin record so that a cut leaves the old record, none
+ * (magic 0), or the new one, never a damaged one (rule 8): its magic and
+ * checksum zeroed (one 8-byte store), fenced; the rest, fenced; then
+ * magic and checksum in one store, fenced.
+ */
+static int pmc_write_origin(struct pmemcache *pc, const struct pmc_origin *o)
+{
+	struct pmc_origin *dst = (void *)pc->sb + PMC_ORIGIN_OFFSET;
+	__le64 head;
+
+	pmc_meta_u64(pc, (__le64 *)dst, 0);
+	if (pmc_meta_barrier(pc))
+		return -EIO;
+	pmc_meta_copy(pc, (u8 *)dst + offsetof(struct pmc_origin, sectors),
+		      (const u8 *)o + offsetof(struct pmc_origin, sectors),
+		      sizeof(*o) - offsetof(struct pmc_origin, sectors));
+	if (pmc_meta_barrier(pc))
+		return -EIO;
+	memcpy(&head, o, sizeof(head));
+	pmc_meta_u64(pc, (__le64 *)dst, head);
+	return pmc_meta_barrier(pc) ? -EIO : 0;
 }
 
 /**
@@ -683,33 +760,41 @@ int pmc_check_origin(struct pmemcache *pc)
  * @pc: the cache, recovered (pmc_load())
  *
  * At the first resume of a table, once recovery counted the dirty
- * blocks: the record is rewritten, and fenced, if it names another
- * origin (or is damaged, or absent) and the cache holds no dirty data or
- * the table says force_origin (flush.c, rule 8).  Dirty data that reached
- * the cache after the constructor's check (a reload over a live table
- * naming the old origin) refuses the resume.
+ * blocks, against the record as it is now (a reload's old table may have
+ * written since the constructor): another origin, or a damaged record,
+ * over dirty data refuses the resume unless the table says force_origin;
+ * otherwise the record is rewritten for the table's origin, and durable
+ * before the table takes a write (flush.c, rule 8).  A cache formatted
+ * before records existed takes the table's origin.
  *
  * Return: 0, -EINVAL (refused) or -EIO.
  */
 int pmc_settle_origin(struct pmemcache *pc)
 {
-	bool force = pmc_given(&pc->opts, PMC_OPT_FORCE_ORIGIN);
+	struct pmc_origin rec;
+	enum pmc_origin_state st = pmc_origin_state(pc, &rec);
+	char b[240];
 
-	if (pc->origin_state == PMC_ORIGIN_SAME)
+	BUILD_BUG_ON(sizeof(struct pmc_origin) != 160);
+	BUILD_BUG_ON(PMC_ORIGIN_OFFSET % 512 + sizeof(struct pmc_origin) > 512);
+	BUILD_BUG_ON(PMC_ORIGIN_OFFSET + sizeof(struct pmc_origin) > PMC_SB_SIZE);
+	if (st == PMC_ORIGIN_SAME)
 		return 0;
-	if (pc->loaded_dirty && !force) {
-		if (pc->origin_state == PMC_ORIGIN_ABSENT)
-			return 0;	/* nothing to check it with */
-		DMERR("%pg: %llu dirty blocks of another origin than %pg came after the load",
-		      pc->cache_dev->bdev, pc->loaded_dirty, pc->origin->bdev);
-		return -EINVAL;
+	if (pc->loaded_dirty && st != PMC_ORIGIN_ABSENT) {
+		pmc_origin_complain(pc, st, &rec);
+		if (!pmc_given(&pc->opts, PMC_OPT_FORCE_ORIGIN)) {
+			DMERR("%pg: %llu dirty blocks, not resumed",
+			      pc->cache_dev->bdev, pc->loaded_dirty);
+			return -EINVAL;
+		}
 	}
-	pmc_meta_copy(pc, (void *)pc->sb + PMC_ORIGIN_OFFSET, &pc->origin_rec,
-		      sizeof(pc->origin_rec));
-	if (pmc_meta_barrier(pc)) {
+	if (st == PMC_ORIGIN_ABSENT && pc->loaded_dirty)
+		DMWARN("%pg: no origin record: its %llu dirty blocks are taken to be %pg's (%s)",
+		       pc->cache_dev->bdev, pc->loaded_dirty, pc->origin->bdev,
+		       pmc_origin_str(&pc->origin_rec, b, sizeof(b)));
+	if (pmc_write_origin(pc, &pc->origin_rec)) {
 		DMERR("%pg: cannot write the origin record", pc->cache_dev->bdev);
 		return -EIO;
 	}
-	pc->origin_state = PMC_ORIGIN_SAME;
 	return 0;
 }

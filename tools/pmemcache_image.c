@@ -118,14 +118,15 @@ static int pmc_read_commits(struct pmc_image *img, const struct pmc_src *src)
 /* The origin record: which origin the dirty data belongs to. */
 static int pmc_read_origin_rec(struct pmc_image *img, const struct pmc_src *src)
 {
-	static const struct pmc_origin zero;
 	struct pmc_origin o;
 	int r;
 
 	r = src->read(src->ctx, &o, sizeof(o), PMC_ORIGIN_OFFSET);
-	if (r)
-		return r;
-	if (!memcmp(&o, &zero, sizeof(o))) {
+	if (r) {
+		img->origin_rec = -1;	/* unreadable: as the module, damaged */
+		return 0;
+	}
+	if (!o.magic) {
 		img->origin_rec = 0;
 		return 0;
 	}
@@ -148,20 +149,47 @@ static int pmc_read_origin_rec(struct pmc_image *img, const struct pmc_src *src)
  * @sectors: the device's length in 512-byte sectors
  * @uuid: its device-mapper uuid, "" if it has none
  *
- * As the module compares them: by uuid when both have one, a uuid on one
- * side only is another device, by length when neither has one.  True
- * also when there is no valid record (nothing to compare with).
+ * As the module compares them: by uuid when both have one (lvm2's from
+ * the LV id on, cryptsetup's without the mapping's name), a uuid on one
+ * side only is another device, by length (which may have grown) when
+ * neither has one.  True also when there is no valid record.
  */
+/* As the module's pmc_uuid_key(): the part of a dm uuid that names the device. */
+static void uuid_key(const char *u, const char **key, size_t *len)
+{
+	const char *p;
+	size_t n = strlen(u);
+
+	*key = u;
+	*len = n;
+	if (n > 4 + 32 && !strncmp(u, "LVM-", 4)) {
+		*key = u + 4 + 32;
+		*len = n - 4 - 32;
+	} else if (!strncmp(u, "CRYPT-", 6)) {
+		p = strchr(u + 6, '-');
+		if (p)
+			p = strchr(p + 1, '-');
+		if (p)
+			*len = p - u;
+	}
+}
+
 bool pmc_origin_matches(const struct pmc_image *img, uint64_t sectors,
 			const char *uuid)
 {
+	const char *ka, *kb;
+	size_t la, lb;
+
 	if (img->origin_rec != 1)
 		return true;
-	if (img->origin_rec_uuid[0] && uuid[0])
-		return !strcmp(img->origin_rec_uuid, uuid);
+	if (img->origin_rec_uuid[0] && uuid[0]) {
+		uuid_key(img->origin_rec_uuid, &ka, &la);
+		uuid_key(uuid, &kb, &lb);
+		return la == lb && !memcmp(ka, kb, la);
+	}
 	if (img->origin_rec_uuid[0] || uuid[0])
 		return false;
-	return img->origin_rec_sectors == sectors;
+	return sectors >= img->origin_rec_sectors;
 }
 
 static int pmc_cmp_origin(const void *a, const void *b, void *arg)
