@@ -32,15 +32,7 @@ fi
 SYSTEMS=${PMC_BENCH_SYSTEMS:-$SYSTEMS}
 WORKLOADS=${PMC_BENCH_WORKLOADS:-$WORKLOADS}
 
-_pmem_setup 1
-_origin_setup 512 1
-# The origin's null_blk is memory-backed and allocates a page at the first
-# write of it: every page allocated now, so that no system's writeback
-# pays for first touches another's did not.
-dd if=/dev/zero of=/dev/nullb0 bs=1M count=512 oflag=direct status=none
-_modprobe dm_writecache
-len=$(_sectors /dev/mapper/origin)
-C=/dev/pmem0
+_bench_setup
 # s mode's cache device: the second null_blk (memory-backed, no delay),
 # every page allocated now so that no system pays for first touches.
 SDEV=/dev/nullb1

@@ -18,12 +18,7 @@ OUT=$PMC_WORK/lockstat
 mkdir -p "$OUT"
 [ -w /proc/lock_stat ] || _fail "no /proc/lock_stat: the kernel lacks CONFIG_LOCK_STAT"
 
-_pmem_setup 1
-_origin_setup 512 1
-dd if=/dev/zero of=/dev/nullb0 bs=1M count=512 oflag=direct status=none
-_modprobe dm_writecache
-len=$(_sectors /dev/mapper/origin)
-C=/dev/pmem0
+_bench_setup
 
 setup() {
 	dd if=/dev/zero of=$C bs=4k count=1 oflag=direct status=none

@@ -92,6 +92,22 @@ _origin_setup() {
 		"0 $((mib * 2048)) delay /dev/nullb0 0 $ms"
 }
 
+# _bench_setup: what make bench and make lockstat measure on.  The cache,
+# C=/dev/pmem0; the origin, /dev/mapper/origin (512 MiB of dm-delay, 1 ms,
+# over a memory-backed null_blk), len its sectors; dm-writecache loaded.
+# The null_blk allocates a page at the first write of it: every page is
+# allocated now, so that no system's writes pay for first touches
+# another's did not.
+# shellcheck disable=SC2034
+_bench_setup() {
+	_pmem_setup 1
+	_origin_setup 512 1
+	dd if=/dev/zero of=/dev/nullb0 bs=1M count=512 oflag=direct status=none
+	_modprobe dm_writecache
+	len=$(_sectors /dev/mapper/origin)
+	C=/dev/pmem0
+}
+
 # _cache_dev MODE: the cache device of the tests that run in both modes:
 # p, /dev/pmem0 (_pmem_setup); s, /dev/nullb1, the second memory-backed
 # null_blk device (_origin_setup loads two), standing in for an SSD.
