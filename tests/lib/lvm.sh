@@ -146,6 +146,21 @@ _lvm_workflow() {
 		echo "lvs reports $pct% of the cache in use"
 		awk -v p="$pct" 'BEGIN { exit !(p > 0) }' ||
 			_fail "lvs reports no cache usage"
+		# A snapshot of the cached LV: lvm2 moves the writecache table
+		# to a new device (vg-main-real), loaded while vg-main runs.
+		_modprobe dm_snapshot
+		lvcreate -y -s -n snap -L 32m vg/main ||
+			_fail "lvcreate -s of the cached LV failed"
+		dmsetup table | grep -E "^vg-main-real: .* writecache $mode " ||
+			_fail "the writecache table did not move to vg-main-real"
+		mkdir -p /tmp/snap
+		mount -o ro,noload /dev/vg/snap /tmp/snap
+		_check_files /tmp/snap
+		umount /tmp/snap
+		lvremove -y vg/snap || _fail "lvremove of the snapshot failed"
+		dmsetup table vg-main | grep -q " writecache $mode " ||
+			_fail "vg-main is not its writecache again after lvremove"
+		_check_files $M
 		umount $M
 		lvchange -an vg/main
 		[ ! -e /dev/mapper/vg-main ] || _fail "vg-main still active"
