@@ -93,13 +93,16 @@ static const struct pmc_opt_desc pmc_opts[PMC_NR_OPTS] = {
  * @gen: bumped when a table runs on it for the first time; a table that
  *       ran before that (its index is stale) may not run again
  *
- * One cache device serves one target at a time: two running over the
- * same cache would each overwrite the other's blocks.  A cache always
- * extends to the end of its device, so any overlap on one disk counts.
- * Tables of other mapped devices may be loaded meanwhile (lvm2 moves a
- * writecache table to a new device, the -real device of a snapshot, by
- * loading it there before it suspends the old one), but only one runs;
- * and two targets of one table are refused at once.
+ * One cache device serves one origin: tables over another origin
+ * would each overwrite the other's blocks.  A cache always extends to the
+ * end of its device, so any overlap on one disk counts.  Tables of other
+ * mapped devices over the same origin are let through, and may even run
+ * while another does: lvm2 moves a writecache table to a new device (a
+ * snapshot's -real device, and back when the snapshot goes) by loading
+ * and resuming it there before it takes the old one away, as it does
+ * with dm-writecache.  Two targets of one table are refused, and a table
+ * that was suspended while another ran does not run again (its index is
+ * stale).
  */
 struct pmc_claim {
 	struct list_head list;
@@ -156,8 +159,18 @@ static int pmc_claim(struct pmemcache *pc)
 			pc->ti->error = "Two targets of one table on one cache device";
 			return -EINVAL;
 		}
-		if (dm_table_get_md(h->ti->table) != md)
-			pc->claim_shared = true;
+		if (dm_table_get_md(h->ti->table) == md)
+			continue;
+		if (h->origin->bdev->bd_dev != pc->origin->bdev->bd_dev) {
+			DMERR("%pg: already the cache of dm device %s, over origin %pg",
+			      bdev, pmc_md_name(h), h->origin->bdev);
+			mutex_unlock(&pmc_claims_lock);
+			kfree(nc);
+			pc->ti->error =
+				"Cache device is in use by another pmemcache target: see the kernel log";
+			return -EBUSY;
+		}
+		pc->claim_shared = true;
 	}
 	list_add(&pc->claim_node, &c->holders);
 	pc->claim = c;
@@ -176,10 +189,11 @@ static int pmc_claim_run(struct pmemcache *pc)
 	int r = 0;
 
 	mutex_lock(&pmc_claims_lock);
-	if (c->active && c->active != pc) {
-		DMERR("%pg: in use by dm device %s (%s); one cache device serves one target",
+	if (c->active && c->active != pc &&
+	    c->active->origin->bdev->bd_dev != pc->origin->bdev->bd_dev) {
+		DMERR("%pg: in use by dm device %s over origin %pg",
 		      pc->cache_dev->bdev, pmc_md_name(c->active),
-		      dm_device_name(dm_table_get_md(c->active->ti->table)));
+		      c->active->origin->bdev);
 		r = -EBUSY;
 	} else if (pc->loaded && pc->claim_gen != c->gen) {
 		DMERR("%pg: another table ran on the cache since this one was suspended; reload",
