@@ -167,7 +167,7 @@ static int pmc_claim(struct pmemcache *pc)
 			mutex_unlock(&pmc_claims_lock);
 			kfree(nc);
 			pc->ti->error =
-				"Cache device is in use by another pmemcache target: see the kernel log";
+				"Cache device is in use by another pmemcache target: see the log";
 			return -EBUSY;
 		}
 		pc->claim_shared = true;

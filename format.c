@@ -379,7 +379,7 @@ int pmc_open_cache(struct pmemcache *pc)
 		DMERR("%pg: a table of another mapped device holds it; not formatted",
 		      pc->cache_dev->bdev);
 		ti->error =
-			"Cache device is in use by another pmemcache target: see the kernel log";
+			"Cache device is in use by another pmemcache target: see the log";
 		return -EBUSY;
 	}
 	if (pmc_wc_holds_cache(pc, head)) {
