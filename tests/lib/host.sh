@@ -13,7 +13,7 @@ PMC_CACHE=${PMC_CACHE:-/var/cache/dm-pmemcache}
 PMC_PACKAGES="qemu-system-x86 qemu-utils busybox-static linux-headers-amd64
 	kmod cpio gzip xz-utils make gcc libc6-dev ndctl daxctl lvm2 dmsetup
 	fio sparse linux-source-6.1 e2fsprogs util-linux coreutils python3
-	dkms dpkg-dev debhelper dh-dkms"
+	dkms dpkg-dev debhelper dh-dkms build-essential"
 
 pmc_log() { echo "# $*" >&2; }
 pmc_die() { echo "# error: $*" >&2; exit 2; }
