@@ -200,12 +200,22 @@ static int pmc_claim_run(struct pmemcache *pc)
 		      pc->cache_dev->bdev);
 		r = -EINVAL;
 	} else {
-		if (!pc->loaded)
-			pc->claim_gen = ++c->gen;
 		c->active = pc;
 	}
 	mutex_unlock(&pmc_claims_lock);
 	return r;
+}
+
+/*
+ * A table's first resume succeeded: it has read the cache, and any other
+ * table's view of it is stale from now on.  (Not before: a first resume
+ * that fails leaves the others as they were.)
+ */
+static void pmc_claim_loaded(struct pmemcache *pc)
+{
+	mutex_lock(&pmc_claims_lock);
+	pc->claim_gen = ++pc->claim->gen;
+	mutex_unlock(&pmc_claims_lock);
 }
 
 /* Suspended (or never resumed after all): another table may run. */
@@ -767,6 +777,7 @@ static int pmc_preresume(struct dm_target *ti)
 		r = pmc_settle_origin(pc);
 	if (r)
 		goto stop;
+	pmc_claim_loaded(pc);
 	pc->loaded = true;
 	return 0;
 stop:
