@@ -116,12 +116,6 @@ struct pmc_claim {
 static LIST_HEAD(pmc_claims);
 static DEFINE_MUTEX(pmc_claims_lock);	/* protects pmc_claims, the claims */
 
-/* The dm name of @pc's mapped device, for the log. */
-static const char *pmc_md_name(struct pmemcache *pc)
-{
-	return pc->md_name;
-}
-
 /* Claim the cache device for this table (constructor). */
 static int pmc_claim(struct pmemcache *pc)
 {
@@ -163,7 +157,7 @@ static int pmc_claim(struct pmemcache *pc)
 			continue;
 		if (h->origin->bdev->bd_dev != pc->origin->bdev->bd_dev) {
 			DMERR("%pg: already the cache of dm device %s, over origin %pg",
-			      bdev, pmc_md_name(h), h->origin->bdev);
+			      bdev, h->md_name, h->origin->bdev);
 			mutex_unlock(&pmc_claims_lock);
 			kfree(nc);
 			pc->ti->error =
@@ -192,7 +186,7 @@ static int pmc_claim_run(struct pmemcache *pc)
 	if (c->active && c->active != pc &&
 	    c->active->origin->bdev->bd_dev != pc->origin->bdev->bd_dev) {
 		DMERR("%pg: in use by dm device %s over origin %pg",
-		      pc->cache_dev->bdev, pmc_md_name(c->active),
+		      pc->cache_dev->bdev, c->active->md_name,
 		      c->active->origin->bdev);
 		r = -EBUSY;
 	} else if (pc->loaded && pc->claim_gen != c->gen) {

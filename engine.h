@@ -58,14 +58,6 @@ enum pmc_opt {
 	PMC_NR_OPTS
 };
 
-/* How the origin record compares with the table's origin. */
-enum pmc_origin_state {
-	PMC_ORIGIN_SAME,	/* it names the table's origin */
-	PMC_ORIGIN_ABSENT,	/* no record (formatted before records) */
-	PMC_ORIGIN_OTHER,	/* it names another device */
-	PMC_ORIGIN_DAMAGED,	/* its checksum is wrong */
-};
-
 /**
  * struct pmc_options - the optional arguments of a table line
  * @given: bit (1 << enum pmc_opt) set for every option in the table line
@@ -248,7 +240,6 @@ struct pmc_bdev_medium {
  * @meta_errors: entries found corrupt when loading
  * @nr_bad: blocks never used (unreadable entry, or data on a media error)
  * @loaded_dirty: dirty blocks pmc_load() found
- * @origin_rec: the origin record of the table's origin (format.c)
  * @claim: the cache device's entry in the module's list of cache devices
  *         in use (dm-pmemcache.c), under its mutex
  * @claim_node: in @claim's holders
@@ -324,7 +315,6 @@ struct pmemcache {
 	u64 meta_errors;
 	u64 nr_bad;
 	u64 loaded_dirty;
-	struct pmc_origin origin_rec;
 	struct pmc_claim *claim;
 	struct list_head claim_node;
 	u64 claim_gen;

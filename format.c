@@ -177,6 +177,7 @@ static bool pmc_origin_same(const struct pmc_origin *rec,
 static int pmc_format(struct pmemcache *pc, u64 nr_blocks)
 {
 	void *zero = page_address(ZERO_PAGE(0));
+	struct pmc_origin origin;
 	struct pmc_sb sb = { };
 	size_t done, len;
 	__le64 head;
@@ -205,9 +206,9 @@ static int pmc_format(struct pmemcache *pc, u64 nr_blocks)
 	sb.crc = cpu_to_le32(pmc_sb_crc(&sb));
 	pc->crc_seed = crc32c(~0U, sb.uuid, sizeof(sb.uuid));
 	/* The origin record, with the checksum seeded from the new uuid. */
-	pmc_origin_identity(pc, &pc->origin_rec);
-	pmc_meta_copy(pc, (void *)pc->sb + PMC_ORIGIN_OFFSET, &pc->origin_rec,
-		      sizeof(pc->origin_rec));
+	pmc_origin_identity(pc, &origin);
+	pmc_meta_copy(pc, (void *)pc->sb + PMC_ORIGIN_OFFSET, &origin,
+		      sizeof(origin));
 	/* Fences: everything above durable. */
 	if (pmc_write_commit(pc, 0))
 		return -EIO;
@@ -658,15 +659,24 @@ static const char *pmc_origin_str(const struct pmc_origin *o, char *buf,
 	return buf;
 }
 
+/* How the origin record compares with the table's origin. */
+enum pmc_origin_state {
+	PMC_ORIGIN_SAME,	/* it names the table's origin */
+	PMC_ORIGIN_ABSENT,	/* no record (formatted before records) */
+	PMC_ORIGIN_OTHER,	/* it names another device */
+	PMC_ORIGIN_DAMAGED,	/* its checksum is wrong */
+};
+
 /*
- * The origin record on media into @rec, against the table's origin
- * (pc->origin_rec, computed again here: the origin may have changed
+ * The origin record on media into @rec, against the table's origin,
+ * computed into @now (again at each call: the origin may have changed
  * since the constructor).
  */
 static enum pmc_origin_state pmc_origin_state(struct pmemcache *pc,
-					      struct pmc_origin *rec)
+					      struct pmc_origin *rec,
+					      struct pmc_origin *now)
 {
-	pmc_origin_identity(pc, &pc->origin_rec);
+	pmc_origin_identity(pc, now);
 	if (copy_mc_to_kernel(rec, (void *)pc->sb + PMC_ORIGIN_OFFSET,
 			      sizeof(*rec)))
 		return PMC_ORIGIN_DAMAGED;
@@ -675,26 +685,27 @@ static enum pmc_origin_state pmc_origin_state(struct pmemcache *pc,
 	if (le32_to_cpu(rec->magic) != PMC_ORIGIN_MAGIC ||
 	    le32_to_cpu(rec->crc) != pmc_origin_crc(pc, rec))
 		return PMC_ORIGIN_DAMAGED;
-	return pmc_origin_same(rec, &pc->origin_rec) ? PMC_ORIGIN_SAME :
+	return pmc_origin_same(rec, now) ? PMC_ORIGIN_SAME :
 	       PMC_ORIGIN_OTHER;
 }
 
 /* Log why the table's origin is not the record's. */
 static void pmc_origin_complain(struct pmemcache *pc,
 				enum pmc_origin_state st,
-				const struct pmc_origin *rec)
+				const struct pmc_origin *rec,
+				const struct pmc_origin *now)
 {
 	char a[240], b[240];
 
 	if (st == PMC_ORIGIN_DAMAGED)
 		DMERR("%pg: damaged origin record over dirty data; the table names %pg (%s)",
 		      pc->cache_dev->bdev, pc->origin->bdev,
-		      pmc_origin_str(&pc->origin_rec, b, sizeof(b)));
+		      pmc_origin_str(now, b, sizeof(b)));
 	else
 		DMERR("%pg: holds dirty data of origin (%s); the table names %pg (%s)",
 		      pc->cache_dev->bdev, pmc_origin_str(rec, a, sizeof(a)),
 		      pc->origin->bdev,
-		      pmc_origin_str(&pc->origin_rec, b, sizeof(b)));
+		      pmc_origin_str(now, b, sizeof(b)));
 	if (pmc_given(&pc->opts, PMC_OPT_FORCE_ORIGIN))
 		DMWARN("%pg: force_origin: that dirty data goes to %pg",
 		       pc->cache_dev->bdev, pc->origin->bdev);
@@ -713,13 +724,13 @@ static void pmc_origin_complain(struct pmemcache *pc,
  */
 int pmc_check_origin(struct pmemcache *pc)
 {
-	struct pmc_origin rec;
-	enum pmc_origin_state st = pmc_origin_state(pc, &rec);
+	struct pmc_origin rec, now;
+	enum pmc_origin_state st = pmc_origin_state(pc, &rec, &now);
 
 	if (st == PMC_ORIGIN_SAME || st == PMC_ORIGIN_ABSENT ||
 	    !pmc_holds_dirty(pc))
 		return 0;
-	pmc_origin_complain(pc, st, &rec);
+	pmc_origin_complain(pc, st, &rec, &now);
 	if (pmc_given(&pc->opts, PMC_OPT_FORCE_ORIGIN))
 		return 0;
 	if (st == PMC_ORIGIN_DAMAGED)
@@ -771,8 +782,8 @@ static int pmc_write_origin(struct pmemcache *pc, const struct pmc_origin *o)
  */
 int pmc_settle_origin(struct pmemcache *pc)
 {
-	struct pmc_origin rec;
-	enum pmc_origin_state st = pmc_origin_state(pc, &rec);
+	struct pmc_origin rec, now;
+	enum pmc_origin_state st = pmc_origin_state(pc, &rec, &now);
 	char b[240];
 
 	BUILD_BUG_ON(sizeof(struct pmc_origin) != 160);
@@ -781,7 +792,7 @@ int pmc_settle_origin(struct pmemcache *pc)
 	if (st == PMC_ORIGIN_SAME)
 		return 0;
 	if (pc->loaded_dirty && st != PMC_ORIGIN_ABSENT) {
-		pmc_origin_complain(pc, st, &rec);
+		pmc_origin_complain(pc, st, &rec, &now);
 		if (!pmc_given(&pc->opts, PMC_OPT_FORCE_ORIGIN)) {
 			DMERR("%pg: %llu dirty blocks, not resumed",
 			      pc->cache_dev->bdev, pc->loaded_dirty);
@@ -791,8 +802,8 @@ int pmc_settle_origin(struct pmemcache *pc)
 	if (st == PMC_ORIGIN_ABSENT && pc->loaded_dirty)
 		DMWARN("%pg: no origin record: its %llu dirty blocks are taken to be %pg's (%s)",
 		       pc->cache_dev->bdev, pc->loaded_dirty, pc->origin->bdev,
-		       pmc_origin_str(&pc->origin_rec, b, sizeof(b)));
-	if (pmc_write_origin(pc, &pc->origin_rec)) {
+		       pmc_origin_str(&now, b, sizeof(b)));
+	if (pmc_write_origin(pc, &now)) {
 		DMERR("%pg: cannot write the origin record", pc->cache_dev->bdev);
 		return -EIO;
 	}
