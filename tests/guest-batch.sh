@@ -138,7 +138,7 @@ kernel_went_wrong() {
 
 	f=$(mktemp)
 	dmesg > "$f"
-	if pmc_bad_log_lines "$f" | grep -q .; then
+	if pmc_bad_log_lines "$f" | grep . > /dev/null; then
 		echo "a kernel report: $(pmc_bad_log_lines "$f" | head -n 1)"
 	elif [ "$(bad_taints)" != "$fresh_taints" ]; then
 		echo "the kernel was tainted: $(cat /proc/sys/kernel/tainted)"

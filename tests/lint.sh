@@ -74,5 +74,13 @@ if ! shellcheck -x -S warning -s bash tests/*.sh tests/lib/*.sh tests/cases/*; t
 	status=1
 fi
 
+# Tests run under pipefail: "producer | grep -q" fails when grep stops
+# early and the producer dies of SIGPIPE (use _has, tests/lib/common.sh).
+echo "# no early-exiting grep at the end of a test pipeline"
+if grep -nE '\|[[:space:]]*grep([[:space:]]+-[[:alnum:]-]+)*[[:space:]]+-[[:alnum:]]*q' \
+		tests/lib/*.sh tests/cases/*; then
+	status=1
+fi
+
 [ $status -eq 0 ] && echo "# lint clean"
 exit $status

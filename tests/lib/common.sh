@@ -35,6 +35,14 @@ _have_module() {
 	return 1
 }
 
+# PRODUCER | _has [GREP_OPTIONS] PATTERN: does the input match?  Reads
+# all of it.  Not grep -q: it stops at the first match, the producer
+# (dmesg, mostly) then dies of SIGPIPE, and under pipefail the pipeline
+# fails although the line is there.
+_has() {
+	grep "$@" > /dev/null
+}
+
 _fail() {
 	echo "FAIL: $*" >&2
 	exit 1
@@ -53,7 +61,7 @@ _pmem_setup() {
 		want=raw
 		[ $i -lt "$n" ] && want=fsdax
 		# Already so (a later boot of the same NVDIMM files): kept.
-		if ! ndctl list -n "$ns" | grep -q "\"mode\":\"$want\""; then
+		if ! ndctl list -n "$ns" | _has "\"mode\":\"$want\""; then
 			ndctl create-namespace -f -e "$ns" -m $want > /dev/null
 			# Back to raw from fsdax: zeroed, as on a fresh boot
 			# (ndctl wipes only the info block, not the memmap).
@@ -161,7 +169,7 @@ _expect_create_fail() {
 		_fail "'$table' was accepted"
 	fi
 	dmsetup remove "$name" 2>/dev/null || true
-	dmesg | sed -n "/$mark/,\$p" | grep -E -q -- "$re" ||
+	dmesg | sed -n "/$mark/,\$p" | _has -E -- "$re" ||
 		_fail "'$table' refused without a message matching '$re'"
 	echo "refused as expected: $table"
 }

@@ -96,7 +96,7 @@ _dkms_install_and_load() {
 		_in_root sh -c 'dpkg -i /tmp/deb/pmemcache-tools_*.deb /tmp/deb/dm-pmemcache-dkms_*.deb' ||
 			_fail "dpkg -i failed"
 		_in_root dkms status
-		_in_root dkms status | grep -q "^dm-pmemcache/.*: added" ||
+		_in_root dkms status | _has "^dm-pmemcache/.*: added" ||
 			_fail "the package did not add its sources to DKMS"
 		[ -z "$(_dkms_module "$kv")" ] || _fail "a module was built with no kernel installed"
 		[ -f $PR/lib/modprobe.d/dm-pmemcache.conf ] ||
@@ -112,9 +112,9 @@ _dkms_install_and_load() {
 		echo "DKMS built the module for $kv in $(( $(date +%s) - t0 )) s"
 		ko=$(_dkms_module "$kv")
 		[ -n "$ko" ] || _fail "DKMS installed no module for $kv"
-		_in_root dkms status | grep -q "^dm-pmemcache/.*, $kv, .*: installed" ||
+		_in_root dkms status | _has "^dm-pmemcache/.*, $kv, .*: installed" ||
 			_fail "dkms status does not show the module installed for $kv"
-		modinfo -F vermagic "$ko" | grep -q "^$kv " ||
+		modinfo -F vermagic "$ko" | _has "^$kv " ||
 			_fail "the module's vermagic is not $kv's"
 		_pkgroot_save
 	else
@@ -135,7 +135,7 @@ _dkms_install_and_load() {
 	done
 	grep -q Y /sys/module/dm_pmemcache/parameters/writecache_name ||
 		_fail "writecache_name not set by the package's configuration"
-	dmsetup targets | grep -q -E "^writecache +v1\.6\.0" ||
+	dmsetup targets | _has -E "^writecache +v1\.6\.0" ||
 		_fail "no writecache target v1.6.0"
 	return 0
 }
@@ -154,7 +154,7 @@ _dkms_remove_reinstall() {
 	[ -z "$(_dkms_module "$kv")" ] || _fail "dpkg -r left the module"
 	[ ! -e $PR/lib/modprobe.d/dm-pmemcache.conf ] ||
 		_fail "dpkg -r left /lib/modprobe.d/dm-pmemcache.conf"
-	_in_root dkms status | grep -q dm-pmemcache && _fail "dpkg -r left the module in DKMS"
+	_in_root dkms status | _has dm-pmemcache && _fail "dpkg -r left the module in DKMS"
 	_in_root modprobe --show-depends dm-writecache | tee /tmp/deps
 	grep -q "kernel/drivers/md/dm-writecache.ko" /tmp/deps ||
 		_fail "after dpkg -r, dm-writecache does not name the kernel's module"
@@ -167,6 +167,6 @@ _dkms_remove_reinstall() {
 	grep -q "Module build for kernel $kv was skipped since the" /tmp/dpkg.log ||
 		_fail "the package's postinst did not try the running kernel"
 	mv $PR/lib/modules/"$kv"/build.held $PR/lib/modules/"$kv"/build
-	_in_root dkms status | grep -q "^dm-pmemcache/.*: added" ||
+	_in_root dkms status | _has "^dm-pmemcache/.*: added" ||
 		_fail "dpkg -i again did not add the sources to DKMS"
 }

@@ -38,7 +38,7 @@ _install_and_load() {
 	grep -q Y /sys/module/dm_pmemcache/parameters/writecache_name ||
 		_fail "writecache_name not set by the installed configuration"
 	dmsetup targets | grep -E "^(writecache|pmemcache) "
-	dmsetup targets | grep -q -E "^writecache +v1\.6\.0" ||
+	dmsetup targets | _has -E "^writecache +v1\.6\.0" ||
 		_fail "no writecache target v1.6.0"
 }
 
@@ -127,11 +127,11 @@ _lvm_workflow() {
 		lvconvert -y --type writecache --cachevol fast \
 			--cachesettings 'high_watermark=60 autocommit_time=500' vg/main
 		dmsetup table vg-main
-		dmsetup table vg-main | grep -q " writecache $mode " ||
+		dmsetup table vg-main | _has " writecache $mode " ||
 			_fail "lvm2 did not make a $mode-mode writecache table"
-		dmsetup table vg-main | grep -q "high_watermark 60" ||
+		dmsetup table vg-main | _has "high_watermark 60" ||
 			_fail "high_watermark=60 did not reach the table"
-		dmsetup table vg-main | grep -q "autocommit_time 500" ||
+		dmsetup table vg-main | _has "autocommit_time 500" ||
 			_fail "autocommit_time=500 did not reach the table"
 		_wc_status
 		mkfs.ext4 -q /dev/vg/main
@@ -158,7 +158,7 @@ _lvm_workflow() {
 		_check_files /tmp/snap
 		umount /tmp/snap
 		lvremove -y vg/snap || _fail "lvremove of the snapshot failed"
-		dmsetup table vg-main | grep -q " writecache $mode " ||
+		dmsetup table vg-main | _has " writecache $mode " ||
 			_fail "vg-main is not its writecache again after lvremove"
 		_check_files $M
 		umount $M
@@ -181,7 +181,7 @@ _lvm_workflow() {
 	[ $((S[2] - S[3])) -gt 0 ] || _fail "nothing dirty before splitcache"
 	lvconvert -y --splitcache vg/main
 	dmsetup table vg-main
-	dmsetup table vg-main | grep -q writecache && _fail "still cached after splitcache"
+	dmsetup table vg-main | _has writecache && _fail "still cached after splitcache"
 	_check_files $M
 	umount $M
 	mount -o ro /dev/vg/main $M

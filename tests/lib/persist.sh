@@ -372,8 +372,8 @@ _pc_double() {
 	PC_FENCES2=$(cat "$PC_P/persist_fences")
 	read -r PC_CUT2 < "$PC_P/persist_cut"
 	if [ "$PC_CUT2" = none ] &&
-	   sed -n '/^# restart/,$p' "$PC_LOG" | grep -q '^E '; then
-		PC_BAD="fence $k1: the workload after recovery failed without a cut: $(sed -n '/^# restart/,$p' "$PC_LOG" | grep -m1 '^E ')"
+	   sed -n '/^# restart/,$p' "$PC_LOG" | _has '^E '; then
+		PC_BAD="fence $k1: the workload after recovery failed without a cut: $(sed -n '/^# restart/,$p' "$PC_LOG" | grep '^E ' | head -n 1 || true)"
 		"$PC_WL" ctl <<-EOF
 		M remove pc
 		M remove origin
