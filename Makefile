@@ -6,7 +6,7 @@
 KDIR ?= /lib/modules/$(shell uname -r)/build
 export CONFIG_DM_PMEMCACHE ?= m
 
-.PHONY: all modules install clean lint check demo bench profile bench-flush \
+.PHONY: all modules install uninstall clean lint check demo bench profile bench-flush \
 	crashcheck crashcheck-s mutate tools fuzz deb lockstat
 
 all: modules
@@ -41,6 +41,34 @@ install: tools/pmemcache
 	install -D -m 0755 tools/pmemcache $(DESTDIR)/usr/sbin/pmemcache
 	install -D -m 0644 Documentation/pmemcache.8 \
 		$(DESTDIR)/usr/share/man/man8/pmemcache.8
+
+# Undoes make install (give it the same KDIR, INSTALL_MOD_PATH and
+# DESTDIR).  Refused while a table uses the module or an lvm2 LV has a
+# writecache (its cache is in dm-pmemcache's format, which the in-kernel
+# dm-writecache refuses): write back and split or remove the caches
+# first (Documentation/admin-guide.md, "Removing it"); FORCE=1 overrides.
+uninstall:
+	@refs=$$(cat /sys/module/dm_pmemcache/refcnt 2>/dev/null || echo 0); \
+	if [ -z "$(FORCE)" ] && [ "$$refs" -gt 0 ]; then \
+		echo "dm-pmemcache is in use ($$refs table(s): dmsetup table |" \
+			"grep -E 'pmemcache|writecache'): write back and remove" \
+			"them first, or FORCE=1" >&2; \
+		exit 1; \
+	fi; \
+	lvs=$$(lvs -a --noheadings -o vg_name,lv_name,segtype 2>/dev/null | \
+		awk '$$3 == "writecache" { print $$1 "/" $$2 }'); \
+	if [ -z "$(FORCE)" ] && [ -n "$$lvs" ]; then \
+		echo "LVs with a writecache: $$lvs; lvconvert --splitcache" \
+			"them first, or FORCE=1" >&2; \
+		exit 1; \
+	fi
+	rm -f $(INSTALL_MOD_PATH)/lib/modules/$(KVER)/updates/dm-pmemcache.ko*
+	depmod $(if $(INSTALL_MOD_PATH),-b $(INSTALL_MOD_PATH)) $(KVER)
+	rm -f $(DESTDIR)/etc/modprobe.d/dm-pmemcache.conf \
+		$(DESTDIR)/usr/sbin/pmemcache \
+		$(DESTDIR)/usr/share/man/man8/pmemcache.8
+	@if [ -d /sys/module/dm_pmemcache ]; then \
+		echo "dm-pmemcache is still loaded: rmmod dm-pmemcache"; fi
 
 # The userspace tool (rescue without the module): tools/pmemcache.
 PMC_TOOL_SRCS = tools/pmemcache.c tools/pmemcache_image.c
