@@ -11,7 +11,7 @@ set -u
 # shellcheck source=tests/lib/host.sh
 . "$(dirname "$0")/lib/host.sh"
 
-PMC_PACKAGES="linux-source-6.1 linux-headers-amd64 sparse xz-utils make gcc perl shellcheck"
+PMC_PACKAGES="linux-source-6.1 linux-headers-amd64 sparse xz-utils make gcc perl shellcheck python3"
 pmc_install_packages
 hdr=$(dpkg-query -W -f='${Depends}' linux-headers-amd64 |
 	grep -o 'linux-headers-[^ ,]*-amd64' | head -n 1)
@@ -73,6 +73,36 @@ echo "# shellcheck tests/"
 if ! shellcheck -x -S warning -s bash tests/*.sh tests/lib/*.sh tests/cases/*; then
 	status=1
 fi
+
+# The admin guide's *Refusals* table lists every message the constructor
+# can refuse a table with, and no other.
+echo "# every refusal message in Documentation/admin-guide.md, and no other"
+# shellcheck disable=SC2046
+msgs=$(perl tests/refusal-messages.pl $(git ls-files "*.c" | grep -v "^tools/"))
+# The first table of the section, its first column: one or more `message`.
+doc=$(sed -n '/^## Refusals/,$p' Documentation/admin-guide.md |
+	awk '/^\| message \|/ { t = 1; next } t && !/^\|/ { exit } t' |
+	sed 's/\\|/\x1/g' | cut -d'|' -f2 | tr '\1' '|' |
+	grep -o '`[^`]*`' | tr -d '`')
+while IFS= read -r m; do
+	grep -qxF -- "$m" <<< "$doc" ||
+		{ echo "admin guide, Refusals: missing \"$m\""; status=1; }
+done <<< "$msgs"
+while IFS= read -r m; do
+	grep -qxF -- "$m" <<< "$msgs" ||
+		{ echo "admin guide, Refusals: \"$m\" is no message of the code"; status=1; }
+done <<< "$doc"
+
+# Every command block of the documents has its directive for
+# tests/cases/doc_examples, and the blocks that show a file of the tree
+# show it as it is.
+echo "# example directives in README.md, admin-guide.md, runbooks.md"
+docs="README.md Documentation/admin-guide.md Documentation/runbooks.md"
+# shellcheck disable=SC2086
+python3 tests/doc_examples.py check $docs > /dev/null || {
+	python3 tests/doc_examples.py check $docs; status=1; }
+# shellcheck disable=SC2086
+python3 tests/doc_examples.py files $docs || status=1
 
 # Tests run under pipefail: "producer | grep -q" fails when grep stops
 # early and the producer dies of SIGPIPE (use _has, tests/lib/common.sh).

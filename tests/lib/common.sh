@@ -8,7 +8,7 @@
 
 # Load a module of the guest kernel (from the unpacked linux-image).
 _modprobe() {
-	modprobe -C "$PMC_TOP/tests/vm/modprobe.d" -d "$PMC_KROOT" "$@"
+	command modprobe -C "$PMC_TOP/tests/vm/modprobe.d" -d "$PMC_KROOT" "$@"
 }
 
 # crc32c for our checksums: libcrc32c and an implementation of it (the

@@ -12,13 +12,28 @@ MR=/tmp/modroot
 # dm-writecache.ko, then modprobe through the installed configuration:
 # the command lvm2 runs when the writecache target is missing.
 _install_and_load() {
-	local kv m f
-
-	kv=$(uname -r)
 	_modprobe dm_mod
 	make -s -C "$PMC_TOP" install ALLOW_TEST_BUILD=1 KDIR="$PMC_KDIR" INSTALL_MOD_PATH=$MR \
 		DESTDIR=$MR > /tmp/install.log 2>&1 ||
 		{ cat /tmp/install.log; _fail "make install failed"; }
+	_root_modules
+	_wc_modprobe --show-depends dm-writecache
+	_wc_modprobe dm-writecache
+	[ -d /sys/module/dm_pmemcache ] || _fail "dm-pmemcache not loaded"
+	[ ! -d /sys/module/dm_writecache ] || _fail "the in-kernel dm-writecache was loaded"
+	grep -q Y /sys/module/dm_pmemcache/parameters/writecache_name ||
+		_fail "writecache_name not set by the installed configuration"
+	dmsetup targets | grep -E "^(writecache|pmemcache) "
+	dmsetup targets | _has -E "^writecache +v1\.6\.0" ||
+		_fail "no writecache target v1.6.0"
+}
+
+# After make install into $MR: the modules of the guest kernel that
+# ours needs or replaces, beside it there, and their index.
+_root_modules() {
+	local kv m f
+
+	kv=$(uname -r)
 	mkdir -p $MR/lib/modules/"$kv"/kernel/drivers/md
 	# Those that are modules of this kernel (the debug kernel builds
 	# libcrc32c in: modules.builtin, copied below, says so).
@@ -31,23 +46,15 @@ _install_and_load() {
 	_modprobe crc32c_intel 2> /dev/null || _modprobe crc32c_generic
 	cp "$PMC_KROOT/lib/modules/$kv"/modules.builtin* $MR/lib/modules/"$kv"/
 	depmod -b $MR "$kv"
-	_wc_modprobe --show-depends dm-writecache
-	_wc_modprobe dm-writecache
-	[ -d /sys/module/dm_pmemcache ] || _fail "dm-pmemcache not loaded"
-	[ ! -d /sys/module/dm_writecache ] || _fail "the in-kernel dm-writecache was loaded"
-	grep -q Y /sys/module/dm_pmemcache/parameters/writecache_name ||
-		_fail "writecache_name not set by the installed configuration"
-	dmsetup targets | grep -E "^(writecache|pmemcache) "
-	dmsetup targets | _has -E "^writecache +v1\.6\.0" ||
-		_fail "no writecache target v1.6.0"
 }
 
 _wc_modprobe() {
-	modprobe -C $MR/etc/modprobe.d -C "$PMC_TOP/tests/vm/modprobe.d" -d $MR "$@"
+	command modprobe -C $MR/etc/modprobe.d -C "$PMC_TOP/tests/vm/modprobe.d" -d $MR "$@"
 }
 
 # lvm2 without udev, lvmetad, backups or a devices file, seeing only our
-# PVs: the origin, LVM_FAST and LVM_FAST2 if set.
+# PVs: the origin (LVM_ORIGIN, default /dev/mapper/origin), LVM_FAST and
+# LVM_FAST2 if set.
 _lvm_setup() {
 	mkdir -p /tmp/lvm
 	cat > /tmp/lvm/lvm.conf <<-EOF
@@ -58,7 +65,7 @@ _lvm_setup() {
 		hints = "none"
 		multipath_component_detection = 0
 		md_component_detection = 0
-		filter = [ "a|^$LVM_FAST$|", "a|^${LVM_FAST2:-$LVM_FAST}$|", "a|^/dev/mapper/origin$|", "r|.*|" ]
+		filter = [ "a|^$LVM_FAST$|", "a|^${LVM_FAST2:-$LVM_FAST}$|", "a|^${LVM_ORIGIN:-/dev/mapper/origin}$|", "r|.*|" ]
 	}
 	activation {
 		udev_sync = 0
