@@ -22,7 +22,7 @@ modules:
 # with test hooks) is refused unless ALLOW_TEST_BUILD=1 (the lvm2 test
 # installs it into a scratch root).
 KVER = $(shell sed -n 's/.*UTS_RELEASE "\(.*\)"/\1/p' \
-	$(KDIR)/include/generated/utsrelease.h)
+	$(KDIR)/include/generated/utsrelease.h 2>/dev/null)
 
 install: tools/pmemcache
 	@parms=$$(modinfo -F parm ./dm-pmemcache.ko) || { \
@@ -48,6 +48,12 @@ install: tools/pmemcache
 # dm-writecache refuses): write back and split or remove the caches
 # first (Documentation/admin-guide.md, "Removing it"); FORCE=1 overrides.
 uninstall:
+	@if [ -z "$(KVER)" ]; then \
+		echo "no kernel version in $(KDIR) (its headers gone?): give" \
+			"KDIR=/lib/modules/<version>/build, or remove" \
+			"/lib/modules/<version>/updates/dm-pmemcache.ko by hand" >&2; \
+		exit 1; \
+	fi
 	@refs=$$(cat /sys/module/dm_pmemcache/refcnt 2>/dev/null || echo 0); \
 	if [ -z "$(FORCE)" ] && [ "$$refs" -gt 0 ]; then \
 		echo "dm-pmemcache is in use ($$refs table(s): dmsetup table |" \
