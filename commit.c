@@ -70,8 +70,12 @@ static int __pmc_commit(struct pmemcache *pc)
 	u64 seq = 0, target;
 	bool freed;
 
-	/* No commit succeeds on a failed cache device, not even an empty one. */
-	if (pmc_medium_failed(pc))
+	/*
+	 * No commit succeeds on a failed cache device, not even an empty
+	 * one; nor on a cache another table took over (the last one ran in
+	 * pmc_hand_over()).
+	 */
+	if (pmc_medium_failed(pc) || pc->committed_last)
 		return -EIO;
 	spin_lock(&pc->lock);
 	if (pc->epoch_writes) {
@@ -159,6 +163,26 @@ int pmc_commit(struct pmemcache *pc)
 
 	mutex_lock(&pc->commit_lock);
 	r = __pmc_commit(pc);
+	mutex_unlock(&pc->commit_lock);
+	return r;
+}
+
+/**
+ * pmc_commit_last() - the last commit of a cache another table takes over
+ * @pc: the cache, its map calls turned away and its work stopped
+ *
+ * Every write it acknowledged becomes durable; no commit succeeds after
+ * this one (the other table's commits follow on media).
+ *
+ * Return: as pmc_commit().
+ */
+int pmc_commit_last(struct pmemcache *pc)
+{
+	int r;
+
+	mutex_lock(&pc->commit_lock);
+	r = __pmc_commit(pc);
+	WRITE_ONCE(pc->committed_last, true);
 	mutex_unlock(&pc->commit_lock);
 	return r;
 }

@@ -20,6 +20,7 @@
 #include <linux/bio.h>
 #include <linux/blkdev.h>
 #include <linux/crc32c.h>
+#include <linux/delay.h>
 #include <linux/dm-ioctl.h>
 #include <linux/highmem.h>
 #include <linux/kernel.h>
@@ -27,6 +28,7 @@
 #include <linux/log2.h>
 #include <linux/mm.h>
 #include <linux/percpu.h>
+#include <linux/percpu-rwsem.h>
 #include <linux/random.h>
 #include <linux/rbtree.h>
 #include <linux/slab.h>
@@ -92,6 +94,9 @@ static const struct pmc_opt_desc pmc_opts[PMC_NR_OPTS] = {
  * @active: the cache that runs on it, from its resume to its suspend
  * @gen: bumped when a table runs on it for the first time; a table that
  *       ran before that (its index is stale) may not run again
+ * @handing_over: the table handing the cache over (pmc_hand_over()),
+ *                which runs without pmc_claims_lock; that table's
+ *                pmc_unclaim() waits until it is done
  *
  * One cache device serves one origin: tables over another origin
  * would each overwrite the other's blocks.  A cache always extends to the
@@ -100,9 +105,11 @@ static const struct pmc_opt_desc pmc_opts[PMC_NR_OPTS] = {
  * while another does: lvm2 moves a writecache table to a new device (a
  * snapshot's -real device, and back when the snapshot goes) by loading
  * and resuming it there before it takes the old one away, as it does
- * with dm-writecache.  Two targets of one table are refused, and a table
- * that was suspended while another ran does not run again (its index is
- * stale).
+ * with dm-writecache.  When the new table runs for the first time while
+ * the old one still runs (not suspended), the old one hands the cache
+ * over first (pmc_hand_over()).  Two targets of one table are refused,
+ * and a table that was suspended while another ran, or handed the cache
+ * over, does not run again (its index is stale).
  */
 struct pmc_claim {
 	struct list_head list;
@@ -111,10 +118,12 @@ struct pmc_claim {
 	sector_t start, end;
 	struct pmemcache *active;
 	u64 gen;
+	struct pmemcache *handing_over;
 };
 
 static LIST_HEAD(pmc_claims);
 static DEFINE_MUTEX(pmc_claims_lock);	/* protects pmc_claims, the claims */
+static DECLARE_WAIT_QUEUE_HEAD(pmc_claims_wait);	/* a hand-over ended */
 
 /* Claim the cache device for this table (constructor). */
 static int pmc_claim(struct pmemcache *pc)
@@ -126,8 +135,10 @@ static int pmc_claim(struct pmemcache *pc)
 	struct pmemcache *h;
 	struct pmc_claim *c, *nc;
 
-	if (dm_copy_name_and_uuid(md, pc->md_name, NULL))
+	if (dm_copy_name_and_uuid(md, pc->md_name, pc->md_uuid)) {
 		strscpy(pc->md_name, dm_device_name(md), sizeof(pc->md_name));
+		pc->md_uuid[0] = '\0';
+	}
 	nc = kzalloc(sizeof(*nc), GFP_KERNEL);
 	if (!nc) {
 		pc->ti->error = "Cannot allocate memory";
@@ -173,26 +184,139 @@ static int pmc_claim(struct pmemcache *pc)
 	return 0;
 }
 
+static void pmc_stop_work(struct pmemcache *pc);
+
+/* Wait until no read of @pc holds a block (s mode: bios in flight). */
+static void pmc_wait_no_users(struct pmemcache *pc)
+{
+	unsigned long warn = jiffies + 10 * HZ;
+	unsigned int turns = 0;
+	u64 i;
+
+	for (;;) {
+		spin_lock(&pc->lock);
+		for (i = 0; i < pc->nr_blocks; i++) {
+			if (pc->blocks[i].users)
+				break;
+			pmc_lock_break(pc, &turns);
+		}
+		spin_unlock(&pc->lock);
+		if (i == pc->nr_blocks)
+			return;
+		if (time_after(jiffies, warn)) {
+			DMWARN("%pg: %s: the hand-over waits for reads of the cache device",
+			       pc->cache_dev->bdev, pc->md_name);
+			warn = jiffies + 10 * HZ;
+		}
+		usleep_range(1000, 2000);
+	}
+}
+
+/*
+ * @old runs on the cache, and @pc, a table of another mapped device over
+ * the same origin, is about to read it for its first run.  @old hands it
+ * over: no map call of it is half way (@map_sem), none will touch the
+ * cache again, its writeback and timers stop for good (pmc_resume() does
+ * not start them again), what it acknowledged is committed and, if it
+ * sent writes around the cache, flushed on the origin; no write or read
+ * of it holds a block, and it commits nothing more.  Without
+ * pmc_claims_lock (it may wait for a slow origin); @old's claim says it
+ * is handing over, which keeps @old from going (pmc_unclaim()).
+ */
+static void pmc_hand_over(struct pmemcache *old, struct pmemcache *pc)
+{
+	DMWARN("%pg: dm device %s takes the cache over from %s, which fails I/O from now on",
+	       pc->cache_dev->bdev, pc->md_name, old->md_name);
+	percpu_down_write(&old->map_sem);
+	WRITE_ONCE(old->handed_over, true);
+	percpu_up_write(&old->map_sem);
+	pmc_stop_work(old);
+	if (pmc_commit_last(old))
+		DMERR("%pg: %s: last commit failed; writes since are lost",
+		      old->cache_dev->bdev, old->md_name);
+	/* Also when the commit failed: no data write of it still lands. */
+	while (!wait_event_timeout(old->inflight_wait,
+				   !atomic_read(&old->inflight[0]) &&
+				   !atomic_read(&old->inflight[1]), 10 * HZ))
+		DMWARN("%pg: %s: the hand-over waits for writes to the cache device",
+		       old->cache_dev->bdev, old->md_name);
+	if (pmc_writes_around(old) && !pmc_pcheck_cut() &&
+	    blkdev_issue_flush(old->origin->bdev))
+		DMERR("%pg: flushing the origin at the hand-over failed",
+		      old->origin->bdev);
+	pmc_wait_no_users(old);
+}
+
+/*
+ * Are dm uuids @a and @b one lvm2 LV, one of them its "-real" device (a
+ * snapshot's origin)?  lvm2 moves a writecache table between the two.
+ */
+static bool pmc_same_lv(const char *a, const char *b)
+{
+	size_t la = strlen(a), lb = strlen(b);
+
+	if (la < lb) {
+		swap(a, b);
+		swap(la, lb);
+	}
+	return lb && la == lb + 5 && !strcmp(a + lb, "-real") &&
+	       !strncmp(a, b, lb);
+}
+
 /*
  * A table's first resume, or a resume after a suspend: run on the cache
- * device, unless another table runs on it, or ran since this one did.
+ * device, unless another table over another origin runs on it, or one
+ * ran since this one did.  Of an LV and its -real device, the one that
+ * resumes first takes the cache over from the other (pmc_hand_over());
+ * any other table waits until the one that runs is suspended.
  */
 static int pmc_claim_run(struct pmemcache *pc)
 {
 	struct pmc_claim *c = pc->claim;
+	struct pmemcache *a;
 	int r = 0;
 
 	mutex_lock(&pmc_claims_lock);
-	if (c->active && c->active != pc &&
-	    c->active->origin->bdev->bd_dev != pc->origin->bdev->bd_dev) {
+	a = c->active;
+	if (a == pc)
+		a = NULL;
+	if (c->handing_over) {
+		DMERR("%pg: dm device %s is handing the cache over; try again",
+		      pc->cache_dev->bdev, c->handing_over->md_name);
+		r = -EBUSY;
+	} else if (a && a->origin->bdev->bd_dev != pc->origin->bdev->bd_dev) {
 		DMERR("%pg: in use by dm device %s over origin %pg",
-		      pc->cache_dev->bdev, c->active->md_name,
-		      c->active->origin->bdev);
+		      pc->cache_dev->bdev, a->md_name, a->origin->bdev);
 		r = -EBUSY;
 	} else if (pc->loaded && pc->claim_gen != c->gen) {
-		DMERR("%pg: another table ran on the cache since this one was suspended; reload",
+		DMERR("%pg: another table ran on the cache since this was suspended; remove it",
 		      pc->cache_dev->bdev);
 		r = -EINVAL;
+	} else if (a && !a->loaded) {
+		DMERR("%pg: dm device %s is starting on the cache; try again",
+		      pc->cache_dev->bdev, a->md_name);
+		r = -EBUSY;
+	} else if (a && (pc->loaded || !pmc_same_lv(a->md_uuid, pc->md_uuid))) {
+		/* (Loaded: unreachable, the generation says stale.) */
+		WARN_ON_ONCE(pc->loaded);
+		DMERR("%pg: dm device %s runs on the cache: suspend or remove it first",
+		      pc->cache_dev->bdev, a->md_name);
+		r = -EBUSY;
+	} else if (a && a->ti->len > pc->ti->len) {
+		/* Its blocks past this table's end would refuse this one. */
+		DMERR("%pg: dm device %s runs on the cache with a longer table (%llu sectors)",
+		      pc->cache_dev->bdev, a->md_name,
+		      (unsigned long long)a->ti->len);
+		r = -EINVAL;
+	} else if (a) {
+		c->handing_over = a;
+		mutex_unlock(&pmc_claims_lock);
+		pmc_hand_over(a, pc);
+		mutex_lock(&pmc_claims_lock);
+		WRITE_ONCE(c->handing_over, NULL);
+		c->gen++;
+		c->active = pc;
+		wake_up_all(&pmc_claims_wait);
 	} else {
 		c->active = pc;
 	}
@@ -209,6 +333,7 @@ static void pmc_claim_loaded(struct pmemcache *pc)
 {
 	mutex_lock(&pmc_claims_lock);
 	pc->claim_gen = ++pc->claim->gen;
+	pc->loaded = true;
 	mutex_unlock(&pmc_claims_lock);
 }
 
@@ -229,6 +354,11 @@ static void pmc_unclaim(struct pmemcache *pc)
 	if (!c)
 		return;
 	mutex_lock(&pmc_claims_lock);
+	while (c->handing_over == pc) {
+		mutex_unlock(&pmc_claims_lock);
+		wait_event(pmc_claims_wait, READ_ONCE(c->handing_over) != pc);
+		mutex_lock(&pmc_claims_lock);
+	}
 	if (c->active == pc)
 		c->active = NULL;
 	list_del(&pc->claim_node);
@@ -332,7 +462,7 @@ static int pmc_parse_options(struct pmc_options *o, struct dm_arg_set *as,
 	return 0;
 }
 
-static int pmc_map(struct dm_target *ti, struct bio *bio)
+static int __pmc_map(struct dm_target *ti, struct bio *bio)
 {
 	struct pmemcache *pc = ti->private;
 	bool promote;
@@ -388,6 +518,24 @@ static int pmc_map(struct dm_target *ti, struct bio *bio)
 	}
 }
 
+/* Every map call holds map_sem, so that a hand-over finds none half way. */
+static int pmc_map(struct dm_target *ti, struct bio *bio)
+{
+	struct pmemcache *pc = ti->private;
+	int r;
+
+	percpu_down_read(&pc->map_sem);
+	if (unlikely(pc->handed_over)) {
+		percpu_up_read(&pc->map_sem);
+		DMERR_LIMIT("%s: I/O failed: another table took the cache over; remove this device",
+			    pc->md_name);
+		return DM_MAPIO_KILL;
+	}
+	r = __pmc_map(ti, bio);
+	percpu_up_read(&pc->map_sem);
+	return r;
+}
+
 static void pmc_stop_work(struct pmemcache *pc)
 {
 	spin_lock(&pc->lock);
@@ -411,6 +559,7 @@ static void pmc_free(struct pmemcache *pc)
 		flush_delayed_work(&pc->bdev_put_work);
 		destroy_workqueue(pc->wq);
 	}
+	percpu_free_rwsem(&pc->map_sem);
 	bioset_exit(&pc->wb_bios);
 	bioset_exit(&pc->bdev_bios);
 	mempool_exit(&pc->wb_copies);
@@ -607,6 +756,11 @@ open:
 	INIT_DELAYED_WORK(&pc->max_age_work, pmc_max_age_work);
 	pc->cleaner = pmc_given(&pc->opts, PMC_OPT_CLEANER);
 	pc->suspended = true;
+	if (percpu_init_rwsem(&pc->map_sem)) {
+		ti->error = "Cannot allocate memory";
+		r = -ENOMEM;
+		goto bad;
+	}
 
 	r = pmc_wb_bioset_init(pc);
 	if (r) {
@@ -636,7 +790,12 @@ static void pmc_dtr(struct dm_target *ti)
 {
 	struct pmemcache *pc = ti->private;
 
-	/* A live table was suspended first; this one may never have run. */
+	/*
+	 * First out of the claims, so that no other table takes the cache
+	 * over from this one while it is freed.  A live table was
+	 * suspended first; this one may never have run.
+	 */
+	pmc_unclaim(pc);
 	pmc_stop_work(pc);
 	pmc_free(pc);
 }
@@ -738,7 +897,13 @@ static void pmc_postsuspend(struct dm_target *ti)
 {
 	struct pmemcache *pc = ti->private;
 
-	if (pc->flush_on_suspend && pmc_write_back_all(pc, false))
+	/* Another table has the cache: nothing is written to it. */
+	if (READ_ONCE(pc->handed_over)) {
+		pmc_claim_stop(pc);
+		return;
+	}
+	if (pc->flush_on_suspend && pmc_write_back_all(pc, false) &&
+	    !READ_ONCE(pc->handed_over))
 		DMERR("%pg: flush_on_suspend: writeback failed; dirty blocks stay in the cache",
 		      pc->cache_dev->bdev);
 	pmc_stop_work(pc);
@@ -772,7 +937,7 @@ static int pmc_preresume(struct dm_target *ti)
 	if (r)
 		goto stop;
 	pmc_claim_loaded(pc);
-	pc->loaded = true;
+	pmc_test_point(PMC_TP_LOADED);
 	return 0;
 stop:
 	pmc_claim_stop(pc);
@@ -783,7 +948,16 @@ static void pmc_resume(struct dm_target *ti)
 {
 	struct pmemcache *pc = ti->private;
 
+	/*
+	 * Handed over between its preresume and here (see
+	 * pmc_hand_over()): it stays stopped.  handed_over is set before
+	 * the hand-over takes pc->lock to stop the work.
+	 */
 	spin_lock(&pc->lock);
+	if (READ_ONCE(pc->handed_over)) {
+		spin_unlock(&pc->lock);
+		return;
+	}
 	pc->suspended = false;
 	spin_unlock(&pc->lock);
 	if (pmc_given(&pc->opts, PMC_OPT_MAX_AGE))

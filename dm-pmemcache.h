@@ -249,6 +249,7 @@ enum pmc_test_point {
 	PMC_TP_WB_SUBMIT,	/* writeback took a batch, before submitting */
 	PMC_TP_WB_FINISH,	/* writeback bios ended, before freeing */
 	PMC_TP_FORMAT_MID,	/* format: commit 0 durable, superblock not */
+	PMC_TP_LOADED,		/* a first resume read the cache, not yet run */
 	PMC_NR_TEST_POINTS
 };
 

@@ -25,6 +25,7 @@
 #include <linux/mempool.h>
 #include <linux/mutex.h>
 #include <linux/percpu.h>
+#include <linux/percpu-rwsem.h>
 #include <linux/rbtree.h>
 #include <linux/spinlock.h>
 #include <linux/wait.h>
@@ -247,6 +248,14 @@ struct pmc_bdev_medium {
  * @claim_shared: a table of another mapped device held the cache device
  *                when this one was constructed: no format, no conversion
  * @md_name: the name of the table's mapped device, for the log
+ * @md_uuid: its dm uuid ("" if none): who may take the cache over
+ * @map_sem: held for reading by every map call, for writing while a
+ *           table of another mapped device takes the cache over
+ *           (pmc_hand_over()), so that no map call is half way then
+ * @handed_over: another table takes the cache over: this one fails its
+ *               I/O (set under @map_sem held for writing)
+ * @committed_last: pmc_commit_last() ran: no commit after it (under
+ *                  @commit_lock)
  */
 struct pmemcache {
 	struct dm_target *ti;
@@ -320,6 +329,10 @@ struct pmemcache {
 	u64 claim_gen;
 	bool claim_shared;
 	char md_name[DM_NAME_LEN];
+	char md_uuid[DM_UUID_LEN];
+	struct percpu_rw_semaphore map_sem;
+	bool handed_over;
+	bool committed_last;
 };
 
 static inline bool pmc_given(const struct pmc_options *o, enum pmc_opt opt)
@@ -385,6 +398,7 @@ bool pmc_lock_break(struct pmemcache *pc, unsigned int *turns);
 /* commit.c */
 int pmc_write_commit(struct pmemcache *pc, u64 seq);
 int pmc_commit(struct pmemcache *pc);
+int pmc_commit_last(struct pmemcache *pc);
 void pmc_commit_in_map(struct pmemcache *pc);
 void pmc_autocommit(struct pmemcache *pc);
 void pmc_commit_work(struct work_struct *w);

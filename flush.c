@@ -99,6 +99,16 @@
  *    8-byte store, "no record"), fenced; the rest, fenced; the magic and
  *    checksum in one store, fenced.  A cut leaves the old record, none,
  *    or the new one: never a damaged one.
+ * 9. One table at a time writes a cache.  A table reads it (recovery,
+ *    rule 5; in s mode after reading the image again) only when no other
+ *    table runs on it, or after the one that runs handed it over
+ *    (pmc_hand_over(), dm-pmemcache.c): that one's map calls finished and
+ *    turned away from then on, its writeback and timers stopped for
+ *    good, its acknowledged writes committed (its last commit, rules
+ *    1-4) and those it sent around the cache flushed on the origin, its
+ *    data writes and reads done with their blocks; it commits nothing
+ *    after that.  A table suspended meanwhile, or handed over, never
+ *    runs again: its index is stale.
  *
  * The same rules hold in s mode, the cache on a block device (medium.h,
  * bdev_medium.c), where the engine stores metadata into a RAM image and

@@ -669,6 +669,18 @@ void pmc_defer(struct pmemcache *pc, struct bio *bio)
 
 static void pmc_deferred(struct pmemcache *pc, struct bio *bio)
 {
+	/*
+	 * After a hand-over (pmc_commit_last()): a FUA write's data was
+	 * in the last commit, which waited for it; nothing else is done.
+	 */
+	if (READ_ONCE(pc->committed_last)) {
+		if (bio_op(bio) == REQ_OP_WRITE && bio_has_data(bio) &&
+		    !pmc_medium_failed(pc))
+			bio_endio(bio);
+		else
+			bio_io_error(bio);
+		return;
+	}
 	if (bio_op(bio) == REQ_OP_DISCARD) {
 		if (pmc_map_discard(pc, bio) == DM_MAPIO_REMAPPED)
 			submit_bio_noacct(bio);
@@ -676,7 +688,12 @@ static void pmc_deferred(struct pmemcache *pc, struct bio *bio)
 	}
 	/* A flush, or a FUA write whose data is written: commit. */
 	if (pmc_commit(pc)) {
-		bio_io_error(bio);
+		/* Refused after a hand-over: see above. */
+		if (READ_ONCE(pc->committed_last) && bio_has_data(bio) &&
+		    !pmc_medium_failed(pc))
+			bio_endio(bio);
+		else
+			bio_io_error(bio);
 		return;
 	}
 	if ((bio->bi_opf & REQ_PREFLUSH) && !bio_has_data(bio) &&

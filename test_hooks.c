@@ -35,6 +35,7 @@ static const char *const pmc_test_names[PMC_NR_TEST_POINTS] = {
 	[PMC_TP_WB_SUBMIT] = "wb_submit",
 	[PMC_TP_WB_FINISH] = "wb_finish",
 	[PMC_TP_FORMAT_MID] = "format_mid",
+	[PMC_TP_LOADED] = "loaded",
 };
 
 static int pmc_pause_at;

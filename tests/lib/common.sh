@@ -157,6 +157,17 @@ _check_create() {
 		_fail "dmsetup create $1 '$2' failed"
 }
 
+# _mark: put a line in the kernel log; _logged ERE: the log matches ERE
+# after the last _mark (not in what an earlier part of the test logged).
+_mark() {
+	PMC_MARK="pmc-test-mark-$RANDOM$RANDOM"
+	echo "$PMC_MARK" > /dev/kmsg
+}
+
+_logged() {
+	dmesg | sed -n "/$PMC_MARK/,\$p" | _has -E -- "$1"
+}
+
 # _expect_create_fail NAME TABLE LOG_REGEX [DMSETUP_OPTION]: creating must fail, and the
 # kernel log must say why (LOG_REGEX, an extended regex).
 _expect_create_fail() {
