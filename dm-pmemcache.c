@@ -267,8 +267,9 @@ static bool pmc_same_lv(const char *a, const char *b)
  * A table's first resume, or a resume after a suspend: run on the cache
  * device, unless another table over another origin runs on it, or one
  * ran since this one did.  Of an LV and its -real device, the one that
- * resumes first takes the cache over from the other (pmc_hand_over());
- * any other table waits until the one that runs is suspended.
+ * resumes for the first time while the other runs takes the cache over
+ * (pmc_hand_over()); any other table waits until the one that runs is
+ * suspended.
  */
 static int pmc_claim_run(struct pmemcache *pc)
 {
