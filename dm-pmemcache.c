@@ -196,7 +196,7 @@ static void pmc_wait_no_users(struct pmemcache *pc)
 	for (;;) {
 		spin_lock(&pc->lock);
 		for (i = 0; i < pc->nr_blocks; i++) {
-			if (pc->blocks[i].users)
+			if (READ_ONCE(pc->blocks[i].users))
 				break;
 			pmc_lock_break(pc, &turns);
 		}
@@ -739,6 +739,7 @@ open:
 		goto bad;
 	}
 	spin_lock_init(&pc->lock);
+	seqcount_spinlock_init(&pc->index_seq, &pc->lock);
 	pc->index = RB_ROOT;
 	INIT_LIST_HEAD(&pc->free);
 	INIT_LIST_HEAD(&pc->superseded);

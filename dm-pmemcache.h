@@ -250,6 +250,8 @@ enum pmc_test_point {
 	PMC_TP_WB_FINISH,	/* writeback bios ended, before freeing */
 	PMC_TP_FORMAT_MID,	/* format: commit 0 durable, superblock not */
 	PMC_TP_LOADED,		/* a first resume read the cache, not yet run */
+	PMC_TP_READ_FOUND,	/* a read hit found its block, no count yet */
+	PMC_TP_READ_HELD,	/* a read hit counted its blocks, not checked */
 	PMC_NR_TEST_POINTS
 };
 

@@ -27,6 +27,7 @@
 #include <linux/percpu.h>
 #include <linux/percpu-rwsem.h>
 #include <linux/rbtree.h>
+#include <linux/seqlock.h>
 #include <linux/spinlock.h>
 #include <linux/wait.h>
 #include <linux/workqueue.h>
@@ -102,10 +103,15 @@ enum pmc_state {
  * @origin: the origin block cached here
  * @seq: the commit sequence of the write that filled it; once superseded,
  *       the sequence of the write that superseded it
- * @users: readers copying data out right now, and in s mode reads that
- *         ended but whose put is still on pmemcache.bdev_puts (writers are
- *         counted in pmemcache.inflight instead: see pmc_map_discard())
- * @state: enum pmc_state
+ * @users: readers copying data out right now (p mode) or reading it from
+ *         the cache device (s mode); writers are counted in
+ *         pmemcache.inflight instead: see pmc_map_discard().  Changed
+ *         only with cmpxchg (pmc_get_user(), pmc_put_user()), with or
+ *         without pc->lock: a read hit takes its count without the lock,
+ *         so a block's count may also be held for a moment by a reader
+ *         that found it in a stale view of the index and lets go again
+ * @state: enum pmc_state; written under pc->lock, read without it by
+ *         pmc_put_user() (PMC_DYING)
  * @filling: 1 from the moment a writer takes the block from the free list
  *           until its data is copied in, 2 when a reader waits for that;
  *           cleared by the writer without pc->lock (pmc_fill_done());
@@ -189,6 +195,9 @@ struct pmc_bdev_medium {
  *        @suspended.  Some of them are also read without it (READ_ONCE,
  *        or a plain read of a counter) where a stale value only delays
  *        or hastens writeback or a commit.
+ * @index_seq: bumped around every change of @index (under @lock): a read
+ *             hit looks its blocks up without @lock and goes on only if
+ *             it did not move meanwhile (pmc_read_pin())
  * @index: struct pmc_block by origin block
  * @free: free blocks, entries already zeroed on media
  * @superseded: blocks replaced by a newer write, freed once it commits
@@ -217,10 +226,10 @@ struct pmc_bdev_medium {
  * @defer_lock: protects @deferred (taken in bio completion)
  * @deferred: s mode: flushes, discards and FUA writes for @defer_work
  * @defer_work: s mode: handles @deferred (pmc_defer_work())
- * @bdev_puts: s mode: finished reads whose blocks the next read, or
- *              @bdev_put_work, lets go
- * @bdev_put_work: s mode: pmc_bdev_put_work(), a jiffy after a read queued
- *                 on an empty @bdev_puts
+ * @bdev_puts: s mode: finished reads that were the last users of a dying
+ *             block, for @bdev_put_work to free it
+ * @bdev_put_work: s mode: pmc_bdev_put_work(), queued by a read that put
+ *                 the first entry on @bdev_puts
  * @wb_all: a flush message runs: write back every block committed up to
  *          @wb_upto, whatever the watermarks
  * @wb_upto: see @wb_all; under pc->lock
@@ -279,6 +288,7 @@ struct pmemcache {
 	struct pmc_block *blocks;
 
 	spinlock_t lock;	/* see above */
+	seqcount_spinlock_t index_seq;
 	struct rb_root index;
 	struct list_head free;
 	struct list_head superseded;
@@ -377,6 +387,9 @@ struct pmc_slot {
  */
 #define PMC_LOCK_BATCH	1024
 
+/* Most blocks a read serves from the cache in one call of pmc_map_read(). */
+#define PMC_READ_RUN	32
+
 /* index.c */
 u32 pmc_entry_crc(struct pmemcache *pc, u64 origin, u64 seq, u64 idx);
 u32 pmc_commit_crc(struct pmemcache *pc, u64 seq);
@@ -386,9 +399,18 @@ struct pmc_block *pmc_lookup_ge(struct pmemcache *pc, u64 origin);
 struct pmc_block *pmc_find(struct pmemcache *pc, u64 origin,
 			   struct pmc_block *hint, struct pmc_slot *slot);
 struct pmc_block *pmc_lookup(struct pmemcache *pc, u64 origin);
+void pmc_index_link(struct pmemcache *pc, struct pmc_block *nb,
+		    struct pmc_slot *slot);
 void pmc_index_insert(struct pmemcache *pc, struct pmc_block *nb);
+void pmc_index_replace(struct pmemcache *pc, struct pmc_block *b,
+		       struct pmc_block *nb);
 void pmc_index_erase(struct pmemcache *pc, struct pmc_block *b);
+unsigned int pmc_read_pin(struct pmemcache *pc, u64 first, unsigned int nr,
+			  unsigned int most, struct pmc_block **run, bool *cached);
 void pmc_release(struct pmemcache *pc, struct pmc_block *b);
+bool pmc_get_user(struct pmc_block *b);
+bool pmc_put_user_last(struct pmc_block *b);
+void pmc_free_dying(struct pmemcache *pc, struct pmc_block *b);
 void pmc_put_user(struct pmemcache *pc, struct pmc_block *b);
 void pmc_retire(struct pmemcache *pc, struct pmc_block *b, u64 seq);
 u64 pmc_used_percent(struct pmemcache *pc);

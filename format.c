@@ -580,7 +580,10 @@ int pmc_load(struct pmemcache *pc)
 		if (old && old->seq >= seq)
 			goto clear;
 		if (old) {
+			/* Nothing else runs yet; the lock is for index_seq. */
+			spin_lock(&pc->lock);
 			pmc_index_erase(pc, old);
+			spin_unlock(&pc->lock);
 			pmc_clear_entry(pc, pmc_idx(pc, old));
 			old->state = PMC_FREE;
 			list_add(&old->list, &pc->free);
@@ -589,7 +592,9 @@ int pmc_load(struct pmemcache *pc)
 		}
 		b->state = PMC_DIRTY;
 		b->age = (u32)jiffies;
+		spin_lock(&pc->lock);
 		pmc_index_insert(pc, b);
+		spin_unlock(&pc->lock);
 		nr_dirty++;
 		continue;
 clear:

@@ -134,9 +134,6 @@ static void pmc_wait_filled(struct pmc_block *b)
 		       v == PMC_FILL_BAD);
 }
 
-/* Most blocks a read serves from pmem in one call of pmc_map_read(). */
-#define PMC_READ_RUN	32
-
 /**
  * pmc_map_read() - map a read
  * @pc: the cache
@@ -156,28 +153,7 @@ int pmc_map_read(struct pmemcache *pc, struct bio *bio)
 	unsigned int i, n;
 	bool cached, ok = true;
 
-	spin_lock(&pc->lock);
-	run[0] = pmc_lookup_ge(pc, first);
-	cached = run[0] && run[0]->origin == first;
-	if (cached) {
-		/* The next origin blocks are the next nodes, if cached. */
-		run[0]->users++;
-		for (n = 1; n < min_t(unsigned int, nr, PMC_READ_RUN); n++) {
-			struct rb_node *next = rb_next(&run[n - 1]->node);
-
-			if (!next)
-				break;
-			run[n] = rb_entry(next, struct pmc_block, node);
-			if (run[n]->origin != first + n)
-				break;
-			run[n]->users++;
-		}
-	} else {
-		/* Up to the first cached block. */
-		n = run[0] ? min_t(u64, nr, run[0]->origin - first) : nr;
-	}
-	spin_unlock(&pc->lock);
-
+	n = pmc_read_pin(pc, first, nr, PMC_READ_RUN, run, &cached);
 	this_cpu_add(pc->stats->reads, n);
 	if (n < nr)
 		dm_accept_partial_bio(bio, n << (pc->block_shift - SECTOR_SHIFT));
@@ -194,10 +170,8 @@ int pmc_map_read(struct pmemcache *pc, struct bio *bio)
 				     pc->block_size))
 			ok = false;
 	}
-	spin_lock(&pc->lock);
 	for (i = 0; i < n; i++)
 		pmc_put_user(pc, run[i]);
-	spin_unlock(&pc->lock);
 	if (!ok) {
 		atomic64_inc(&pc->media_errors);
 		DMERR_LIMIT("%pg: media error reading the cache for origin block %llu",
@@ -318,13 +292,10 @@ static unsigned int pmc_write_blocks(struct pmemcache *pc, u64 origin,
 		if (b) {
 			if (b->seq <= pc->committed)
 				this_cpu_inc(pc->stats->write_hits_committed);
-			/* Same place in the index: no rebalancing. */
-			rb_replace_node(&b->node, &nb->node, &pc->index);
-			RB_CLEAR_NODE(&b->node);
+			pmc_index_replace(pc, b, nb);
 			pmc_retire(pc, b, nb->seq);
 		} else {
-			rb_link_node(&nb->node, slot.parent, slot.link);
-			rb_insert_color(&nb->node, &pc->index);
+			pmc_index_link(pc, nb, &slot);
 		}
 		pmc_write_entry(pc, nb);
 		pc->epoch_writes++;
@@ -602,9 +573,9 @@ int pmc_map_discard(struct pmemcache *pc, struct bio *bio)
  * read, or of a write the blocks that are adjacent on the cache device
  * (PMC_WRITE_RUN at most; dm sends the rest again): a read hit or a
  * cached write goes to the cache device through a clone of ours (struct
- * pmc_bdev_io), whose completion queues the read's block for a later
- * read (or pc->bdev_put_work) to let go of, or ends the writer's part in
- * its epoch; the rest goes to the origin as in p mode.  Whatever must wait
+ * pmc_bdev_io), whose completion lets go of the read's block (a dying
+ * block's last reader leaves the freeing to pc->bdev_put_work), or ends
+ * the writer's part in its epoch; the rest goes to the origin as in p mode.  Whatever must wait
  * for writes to the cache device - a flush, a discard, the commit that
  * completes a FUA write - runs in pc->defer_work: a map function that
  * waited for I/O it submitted itself would wait forever, as that I/O is
@@ -623,7 +594,7 @@ int pmc_map_discard(struct pmemcache *pc, struct bio *bio)
  *         for its data)
  * @write: a write (else a read, which holds a user count on @b)
  * @fua: write: commit before @orig completes
- * @put: read: on pc->bdev_puts until its user count is let go
+ * @put: read: on pc->bdev_puts while its dying block waits to be freed
  * @clone: the bio sent to the cache device
  */
 struct pmc_bdev_io {
@@ -729,52 +700,30 @@ void pmc_defer_work(struct work_struct *w)
 	}
 }
 
-/*
- * Let go of the blocks that finished reads held (under pc->lock).  Returns
- * the list, whose clones the caller puts once it has dropped the lock.
- */
-static struct llist_node *pmc_bdev_take_puts(struct pmemcache *pc)
-{
-	struct llist_node *list;
-	struct pmc_bdev_io *io;
-
-	lockdep_assert_held(&pc->lock);
-	if (llist_empty(&pc->bdev_puts))
-		return NULL;
-	list = llist_del_all(&pc->bdev_puts);
-	llist_for_each_entry(io, list, put)
-		pmc_put_user(pc, io->b);
-	return list;
-}
-
-static void pmc_bdev_free_puts(struct llist_node *list)
-{
-	struct pmc_bdev_io *io, *next;
-
-	llist_for_each_entry_safe(io, next, list, put)
-		bio_put(&io->clone);
-}
-
 /**
- * pmc_bdev_put_work() - let go of the blocks that finished reads held
+ * pmc_bdev_put_work() - free the dying blocks whose last reader ended
  * @w: pc->bdev_put_work
  *
- * Completions may run where pc->lock cannot be taken: they queue their
- * block here.  The next read takes the list under the lock it takes
- * anyway; this work, a jiffy after the list stopped being empty, takes
- * what no read did (a per-read wake-up of a worker costs more than the
- * read itself).
+ * A read's completion lets go of its block's user count itself, but may
+ * run where pc->lock cannot be taken: if the block was dying and this was
+ * its last user, it queues the block here to be freed.
  */
 void pmc_bdev_put_work(struct work_struct *w)
 {
 	struct pmemcache *pc = container_of(to_delayed_work(w), struct pmemcache,
 					    bdev_put_work);
-	struct llist_node *list;
+	struct llist_node *list = llist_del_all(&pc->bdev_puts);
+	struct pmc_bdev_io *io, *next;
 
+	if (!list)
+		return;
 	spin_lock(&pc->lock);
-	list = pmc_bdev_take_puts(pc);
+	llist_for_each_entry(io, list, put)
+		pmc_free_dying(pc, io->b);
 	spin_unlock(&pc->lock);
-	pmc_bdev_free_puts(list);
+	wake_up_all(&pc->free_wait);
+	llist_for_each_entry_safe(io, next, list, put)
+		bio_put(&io->clone);
 }
 
 static void pmc_bdev_endio(struct bio *clone)
@@ -792,8 +741,12 @@ static void pmc_bdev_endio(struct bio *clone)
 			DMERR_LIMIT("%pg: error reading the cache for origin block %llu",
 				    pc->cache_dev->bdev, io->b->origin);
 		}
-		if (llist_add(&io->put, &pc->bdev_puts))
-			queue_delayed_work(pc->wq, &pc->bdev_put_work, 1);
+		if (pmc_put_user_last(io->b)) {
+			if (llist_add(&io->put, &pc->bdev_puts))
+				queue_delayed_work(pc->wq, &pc->bdev_put_work, 0);
+		} else {
+			bio_put(clone);
+		}
 		bio_endio(orig);
 		return;
 	}
@@ -859,11 +812,10 @@ int pmc_bdev_map(struct pmemcache *pc, struct bio *bio, bool promote)
 	u64 first = bio->bi_iter.bi_sector >> shift;
 	unsigned int nr = bio_sectors(bio) >> shift;
 	struct pmc_block *b, *run[PMC_WRITE_RUN];
-	struct llist_node *puts;
 	struct pmc_bdev_io *io;
 	unsigned int k;
+	bool cached, fua;
 	int err = 0;
-	bool fua;
 	u32 fresh;
 	u64 seq;
 
@@ -880,13 +832,8 @@ int pmc_bdev_map(struct pmemcache *pc, struct bio *bio, bool promote)
 		return DM_MAPIO_REMAPPED;
 	}
 
-	spin_lock(&pc->lock);
-	puts = pmc_bdev_take_puts(pc);
-	b = pmc_lookup_ge(pc, first);
-	if (b && b->origin == first) {
-		b->users++;
-		spin_unlock(&pc->lock);
-		pmc_bdev_free_puts(puts);
+	k = pmc_read_pin(pc, first, nr, 1, &b, &cached);
+	if (cached) {
 		this_cpu_inc(pc->stats->reads);
 		this_cpu_inc(pc->stats->read_hits);
 		if (nr > 1)
@@ -894,19 +841,14 @@ int pmc_bdev_map(struct pmemcache *pc, struct bio *bio, bool promote)
 		pmc_wait_filled(b);
 		if (READ_ONCE(b->filling) == PMC_FILL_BAD) {
 			/* Its data never reached the cache device. */
-			spin_lock(&pc->lock);
 			pmc_put_user(pc, b);
-			spin_unlock(&pc->lock);
 			return DM_MAPIO_KILL;
 		}
 		pmc_bdev_submit(pc, bio, b, &io);
 		submit_bio_noacct(&io->clone);
 		return DM_MAPIO_SUBMITTED;
 	}
-	spin_unlock(&pc->lock);
-	pmc_bdev_free_puts(puts);
 	/* Up to the first cached block. */
-	k = b ? min_t(u64, nr, b->origin - first) : nr;
 	this_cpu_add(pc->stats->reads, k);
 	if (k < nr)
 		dm_accept_partial_bio(bio, k << shift);

@@ -36,6 +36,8 @@ static const char *const pmc_test_names[PMC_NR_TEST_POINTS] = {
 	[PMC_TP_WB_FINISH] = "wb_finish",
 	[PMC_TP_FORMAT_MID] = "format_mid",
 	[PMC_TP_LOADED] = "loaded",
+	[PMC_TP_READ_FOUND] = "read_found",
+	[PMC_TP_READ_HELD] = "read_held",
 };
 
 static int pmc_pause_at;

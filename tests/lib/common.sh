@@ -316,6 +316,46 @@ _pattern() {
 	head -c $((4096 * ${3:-1})) /dev/zero | tr '\0' "$2" > "$1"
 }
 
+# A read hit finds its block without the cache's lock, then holds it.
+# _read_reuse DEV BLOCK POINT: a read of BLOCK (cached, committed) stops
+# at POINT; meanwhile a newer write of BLOCK is committed, which frees the
+# block the read found (or, once the read holds it, leaves it to the read
+# to free), and a write of BLOCK + 100 takes the block freed last.  The
+# read must return BLOCK's old or new data, never BLOCK + 100's, and the
+# block must be freed in the end (no free block lost).
+_read_reuse() {
+	local dev=$1 blk=$2 point=$3 p r
+
+	_pattern /tmp/RA a
+	_pattern /tmp/RB b
+	_pattern /tmp/RC c
+	dd if=/tmp/RA of="$dev" bs=4k seek="$blk" oflag=direct status=none
+	sync "$dev"
+	p=$(_paused)
+	_pause_at "$point"
+	dd if="$dev" of=/tmp/R bs=4k skip="$blk" count=1 iflag=direct status=none &
+	r=$!
+	_wait_paused $((p + 1))
+	_wait_blocked $r
+	dd if=/tmp/RB of="$dev" bs=4k seek="$blk" oflag=direct status=none
+	sync "$dev"
+	dd if=/tmp/RC of="$dev" bs=4k seek=$((blk + 100)) oflag=direct status=none
+	sync "$dev"
+	_pause_at none
+	wait $r || _fail "$point: the read of block $blk failed"
+	if cmp -s /tmp/R /tmp/RC; then
+		_fail "$point: a read of block $blk returned block $((blk + 100))'s data"
+	fi
+	cmp -s /tmp/R /tmp/RA || cmp -s /tmp/R /tmp/RB ||
+		_fail "$point: a read of block $blk returned neither its old nor its new data ($(head -c 1 /tmp/R))"
+	echo "$point: the read returned $(head -c 1 /tmp/R) (a: old, b: new data of its block)"
+	dd if="$dev" of=/tmp/R bs=4k skip=$((blk + 100)) count=1 iflag=direct status=none
+	cmp -s /tmp/R /tmp/RC || _fail "$point: block $((blk + 100)) lost its data"
+	dmsetup message "${dev##*/}" 0 flush
+	# A block the read failed to free would be neither free nor dirty.
+	_wait_clean "${dev##*/}"
+}
+
 # _wait_clean NAME: wait (60 s at most) until NAME has no dirty block.
 _wait_clean() {
 	local i
