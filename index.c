@@ -59,7 +59,10 @@ u32 pmc_commit_crc(struct pmemcache *pc, u64 seq)
  * @pc: the cache
  * @b: the block, its @origin and @seq set
  *
- * Durable after the next fence (rule 1 in flush.c).  Under pc->lock.
+ * Durable after the next fence (rule 1 in flush.c).  By the writer that
+ * took the block from the free list, without pc->lock: until the commit
+ * of its epoch, which waits for that writer, nothing else writes the
+ * entry, nor changes the block's @origin or @seq.
  */
 void pmc_write_entry(struct pmemcache *pc, struct pmc_block *b)
 {
@@ -70,7 +73,6 @@ void pmc_write_entry(struct pmemcache *pc, struct pmc_block *b)
 		.crc = cpu_to_le32(pmc_entry_crc(pc, b->origin, b->seq, i)),
 	};
 
-	lockdep_assert_held(&pc->lock);
 	pmc_meta_record(pc, &pc->entries[i], &e, sizeof(e));
 }
 

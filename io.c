@@ -210,7 +210,7 @@ static unsigned int pmc_write_blocks(struct pmemcache *pc, u64 origin,
 {
 	struct pmc_block *hint = NULL;
 	struct pmc_slot slot;
-	unsigned int k = 0;
+	unsigned int j, k = 0;
 	bool committed = false;
 
 	BUILD_BUG_ON(PMC_WRITE_RUN > 32);
@@ -297,7 +297,6 @@ static unsigned int pmc_write_blocks(struct pmemcache *pc, u64 origin,
 		} else {
 			pmc_index_link(pc, nb, &slot);
 		}
-		pmc_write_entry(pc, nb);
 		pc->epoch_writes++;
 		this_cpu_inc(pc->stats->writes_allocated);
 got:
@@ -308,6 +307,14 @@ got:
 	if (k)
 		atomic_add(k, &pc->inflight[*seq & 1]);
 	spin_unlock(&pc->lock);
+	/*
+	 * The entries of the new blocks, before their data (rule 1), out of
+	 * the lock: nothing else writes them before this epoch's commit,
+	 * which waits for this writer.
+	 */
+	for (j = 0; j < k; j++)
+		if (*fresh & BIT(j))
+			pmc_write_entry(pc, run[j]);
 	return k;
 }
 
