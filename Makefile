@@ -7,7 +7,7 @@ KDIR ?= /lib/modules/$(shell uname -r)/build
 export CONFIG_DM_PMEMCACHE ?= m
 
 .PHONY: all modules install uninstall clean lint check demo bench profile bench-flush \
-	crashcheck crashcheck-s mutate tools fuzz deb lockstat
+	crashcheck crashcheck-s mutate tools fuzz deb lockstat scaling
 
 all: modules
 
@@ -148,6 +148,10 @@ bench:
 # /proc/lock_stat of the debug kernel (2 vCPUs, 2 fio jobs).
 lockstat:
 	LOCKSTAT_IOS=$(LOCKSTAT_IOS) tests/lockstat.sh
+
+# Throughput with 1, 2 and 4 vCPUs (emulation: see the script).
+scaling:
+	tests/scaling.sh
 
 # perf profile of one benchmark workload (W=) on dm-writecache and us.
 profile:

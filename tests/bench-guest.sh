@@ -13,7 +13,8 @@ set -e
 N=${PMC_BENCH_IOS:-20000}
 ROUNDS=${PMC_BENCH_ROUNDS:-1}
 # det: the deterministic matrix, then writeback and recovery timings;
-# par: the parallel-mode workloads (2 vCPUs, wall clock).
+# par: the parallel-mode workloads (2 vCPUs, wall clock; make scaling
+# boots 1, 2 and 4 and runs J jobs on J vCPUs).
 MODE=${PMC_BENCH_MODE:-det}
 OUT=${PMC_BENCH_OUT:-$PMC_WORK}
 if [ "$MODE" = par ]; then
@@ -21,7 +22,7 @@ if [ "$MODE" = par ]; then
 	# weighs less; fio goes round the range as often as needed.
 	N=${PMC_BENCH_PAR_IOS:-100000}
 	SYSTEMS="raw linear writecache pmemcache"
-	WORKLOADS="randwrite_2jobs randwrite_qd1"
+	WORKLOADS="randwrite_2jobs readhit_2jobs randrw_2jobs randwrite_qd1"
 else
 	SYSTEMS="raw linear writecache pmemcache writecache_s pmemcache_s origin"
 	WORKLOADS="randwrite_qd1 randwrite_qd16 randwrite_fsync32 seqwrite_128k readhit_qd1 randrw_70_30"
@@ -29,8 +30,11 @@ fi
 # A part of the matrix (the test of this script runs a few runs of each
 # kind): PMC_BENCH_SYSTEMS, PMC_BENCH_WORKLOADS; PMC_BENCH_WARMUP=0 skips
 # the warm-up runs, PMC_BENCH_EXTRA=0 the writeback and recovery timings.
+# (commas or spaces between the names: the kernel command line has no spaces).
 SYSTEMS=${PMC_BENCH_SYSTEMS:-$SYSTEMS}
+SYSTEMS=${SYSTEMS//,/ }
 WORKLOADS=${PMC_BENCH_WORKLOADS:-$WORKLOADS}
+WORKLOADS=${WORKLOADS//,/ }
 
 _bench_setup
 # s mode's cache device: the second null_blk (memory-backed, no delay),
@@ -74,9 +78,12 @@ teardown() {
 	dmsetup remove pcs 2>/dev/null || true
 }
 
-# job WORKLOAD DEV: the fio run, JSON on stdout
+# job WORKLOAD DEV: the fio run, JSON on stdout.  WORKLOAD_<J>jobs: J
+# fio threads in parallel.
 job() {
-	local dev=$2 common
+	local dev=$2 common J=${1##*_}
+
+	J=${J%jobs}
 	common="--direct=1 --filename=$dev --randseed=1 --size=${PMC_BENCH_SIZE:-64m} --output-format=json --name=$1"
 	case $1 in
 	randwrite_qd1)
@@ -99,11 +106,24 @@ job() {
 	randrw_70_30)
 		fio $common --rw=write --bs=1m --ioengine=psync --output-format=terse > /dev/null
 		fio $common --rw=randrw --rwmixread=70 --bs=4k --ioengine=psync --number_ios=$N ;;
-	randwrite_2jobs)
-		# Two threads, each in its own half of the range, N/2 I/Os each.
-		fio $common --rw=randwrite --bs=4k --ioengine=psync --io_size=$((N * 2))k \
-			--numjobs=2 --offset_increment=${PMC_BENCH_SIZE:-64m} --thread \
+	randwrite_*jobs)
+		# J threads, each in a range of its own, N/J I/Os each.
+		fio $common --rw=randwrite --bs=4k --ioengine=psync --io_size=$((N * 4 / J))k \
+			--numjobs=$J --offset_increment=${PMC_BENCH_SIZE:-64m} --thread \
 			--group_reporting ;;
+	readhit_*jobs | randrw_*jobs)
+		# J threads, each in its own J-th of the range, written first
+		# (cached), N/J I/Os each: read hits, or 70/30 reads and writes.
+		local size=${PMC_BENCH_SIZE:-64m} part rw=randread
+
+		part=$((${size%m} / J))m
+		[ "${1%%_*}" = randrw ] && rw="randrw --rwmixread=70"
+		fio --direct=1 --filename="$dev" --name=fill --rw=write --bs=1m \
+			--ioengine=psync --size="$size" --output-format=terse > /dev/null
+		# shellcheck disable=SC2086
+		fio --direct=1 --filename="$dev" --randseed=1 --output-format=json --name=$1 \
+			--size=$part --rw=$rw --bs=4k --ioengine=psync --io_size=$((N * 4 / J))k \
+			--numjobs=$J --offset_increment=$part --thread --group_reporting ;;
 	esac
 }
 

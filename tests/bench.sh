@@ -117,20 +117,22 @@ pw = os.path.join(work, "parallel", "fio")
 prounds = sorted(os.listdir(pw), key=int)
 psys = ["raw", "linear", "writecache", "pmemcache"]
 plabel = {"randwrite_2jobs": "4K randwrite, 2 jobs (IOPS)",
+          "readhit_2jobs": "4K read hits, 2 jobs (IOPS)",
+          "randrw_2jobs": "4K 70/30 read/write, 2 jobs (IOPS)",
           "randwrite_qd1": "4K randwrite QD1, 1 job (IOPS)"}
 out.append("")
 out.append(f"Parallel mode (2 vCPUs, wall clock, noisy), {len(prounds)} rounds: "
            "median (min-max) IOPS.\n")
 out.append("| workload | " + " | ".join(names[s] for s in psys) + " | pmemcache/writecache |")
 out.append("|---" * (len(psys) + 2) + "|")
-for w in ["randwrite_2jobs", "randwrite_qd1"]:
+for w in plabel:
     cells, med = [], {}
     for s in psys:
         vals = []
         for r in prounds:
             j = json.load(open(os.path.join(pw, r, w, s + ".json")))
             raw.setdefault("parallel", {}).setdefault(w, {}).setdefault(s, []).append(j)
-            vals.append(sum(x["write"]["iops"] for x in j["jobs"]))
+            vals.append(sum(x["read"]["iops"] + x["write"]["iops"] for x in j["jobs"]))
         med[s] = statistics.median(vals)
         cells.append(f"{med[s] / 1000:.1f}k ({min(vals) / 1000:.1f}-{max(vals) / 1000:.1f})")
     out.append(f"| {plabel[w]} | " + " | ".join(cells) +
