@@ -252,6 +252,7 @@ enum pmc_test_point {
 	PMC_TP_LOADED,		/* a first resume read the cache, not yet run */
 	PMC_TP_READ_FOUND,	/* a read hit found its block, no count yet */
 	PMC_TP_READ_HELD,	/* a read hit counted its blocks, not checked */
+	PMC_TP_WRITE_ENTRY,	/* a writer took new blocks, entries not written */
 	PMC_NR_TEST_POINTS
 };
 

@@ -393,7 +393,7 @@ struct pmc_slot {
 /* index.c */
 u32 pmc_entry_crc(struct pmemcache *pc, u64 origin, u64 seq, u64 idx);
 u32 pmc_commit_crc(struct pmemcache *pc, u64 seq);
-void pmc_write_entry(struct pmemcache *pc, struct pmc_block *b);
+void pmc_write_entry(struct pmemcache *pc, u64 i, u64 origin, u64 seq);
 void pmc_clear_entry(struct pmemcache *pc, u64 i);
 struct pmc_block *pmc_lookup_ge(struct pmemcache *pc, u64 origin);
 struct pmc_block *pmc_find(struct pmemcache *pc, u64 origin,

@@ -41,9 +41,11 @@
  *    written first, then the data; neither is fenced yet.  An entry with
  *    seq S > the committed sequence is ignored (and zeroed) by recovery,
  *    so a crash before the commit leaves the previous version in force.
- *    The writer stores the entry without pc->lock: until S is committed,
+ *    The writer stores the entry without pc->lock, from the origin block
+ *    and S it took the block for under the lock: until S is committed,
  *    and its commit waits for the writer (2), nothing frees the block or
- *    writes its entry.
+ *    writes its entry, but a write of S + 1 may already supersede it and
+ *    change the block's in-memory seq.
  * 2. A writer of S publishes its stores (pmc_publish_stores()) as it
  *    leaves the epoch: a fence orders the stores of its own CPU only, so
  *    the commit's fence cannot stand in for the writers'.  A commit of S

@@ -55,22 +55,23 @@ u32 pmc_commit_crc(struct pmemcache *pc, u64 seq)
 }
 
 /**
- * pmc_write_entry() - write the entry of a block in pmem
+ * pmc_write_entry() - write the entry of a block
  * @pc: the cache
- * @b: the block, its @origin and @seq set
+ * @i: the block
+ * @origin: the origin block it caches
+ * @seq: the sequence number of the write that filled it
  *
  * Durable after the next fence (rule 1 in flush.c).  By the writer that
  * took the block from the free list, without pc->lock: until the commit
  * of its epoch, which waits for that writer, nothing else writes the
- * entry, nor changes the block's @origin or @seq.
+ * entry.  (The block's own @seq may change before: pmc_retire().)
  */
-void pmc_write_entry(struct pmemcache *pc, struct pmc_block *b)
+void pmc_write_entry(struct pmemcache *pc, u64 i, u64 origin, u64 seq)
 {
-	u64 i = pmc_idx(pc, b);
 	struct pmc_entry e = {
-		.origin = cpu_to_le64(b->origin),
-		.seq = cpu_to_le64(b->seq),
-		.crc = cpu_to_le32(pmc_entry_crc(pc, b->origin, b->seq, i)),
+		.origin = cpu_to_le64(origin),
+		.seq = cpu_to_le64(seq),
+		.crc = cpu_to_le32(pmc_entry_crc(pc, origin, seq, i)),
 	};
 
 	pmc_meta_record(pc, &pc->entries[i], &e, sizeof(e));
@@ -369,6 +370,10 @@ void pmc_put_user(struct pmemcache *pc, struct pmc_block *b)
  * lets go, or pmc_release() sees the count and leaves the freeing to the
  * last user; that user's cmpxchg comes before its read of the state, so
  * one of the two sees the other (pmc_free_dying() frees it once).
+ *
+ * The check cannot tell @index_seq from the same value 2^31 changes of
+ * the index later; a reader would have to stop between its walk and its
+ * check for that long (minutes at millions of writes a second).
  */
 
 /* More steps than a walk of any valid rbtree of up to 2^64 nodes takes. */

@@ -307,14 +307,19 @@ got:
 	if (k)
 		atomic_add(k, &pc->inflight[*seq & 1]);
 	spin_unlock(&pc->lock);
+	if (!*fresh)
+		return k;
 	/*
 	 * The entries of the new blocks, before their data (rule 1), out of
 	 * the lock: nothing else writes them before this epoch's commit,
-	 * which waits for this writer.
+	 * which waits for this writer.  From what was decided under the
+	 * lock, not from the blocks: once a commit opened the next epoch, a
+	 * write of it may supersede a block and change its seq.
 	 */
+	pmc_test_point(PMC_TP_WRITE_ENTRY);
 	for (j = 0; j < k; j++)
 		if (*fresh & BIT(j))
-			pmc_write_entry(pc, run[j]);
+			pmc_write_entry(pc, pmc_idx(pc, run[j]), origin + j, *seq);
 	return k;
 }
 

@@ -38,6 +38,7 @@ static const char *const pmc_test_names[PMC_NR_TEST_POINTS] = {
 	[PMC_TP_LOADED] = "loaded",
 	[PMC_TP_READ_FOUND] = "read_found",
 	[PMC_TP_READ_HELD] = "read_held",
+	[PMC_TP_WRITE_ENTRY] = "write_entry",
 };
 
 static int pmc_pause_at;
