@@ -201,9 +201,12 @@ struct pmc_block *pmc_lookup(struct pmemcache *pc, u64 origin)
 void pmc_index_link(struct pmemcache *pc, struct pmc_block *nb,
 		    struct pmc_slot *slot)
 {
+	/*
+	 * The seqcount's write barrier orders the block's fields before the
+	 * link; a reader that sees the link before them fails its check.
+	 */
 	write_seqcount_begin(&pc->index_seq);
-	/* Its fields before the link that shows it to lockless readers. */
-	rb_link_node_rcu(&nb->node, slot->parent, slot->link);
+	rb_link_node(&nb->node, slot->parent, slot->link);
 	rb_insert_color(&nb->node, &pc->index);
 	write_seqcount_end(&pc->index_seq);
 }

@@ -587,11 +587,12 @@ int pmc_map_discard(struct pmemcache *pc, struct bio *bio)
  * cached write goes to the cache device through a clone of ours (struct
  * pmc_bdev_io), whose completion lets go of the read's block (a dying
  * block's last reader leaves the freeing to pc->bdev_put_work), or ends
- * the writer's part in its epoch; the rest goes to the origin as in p mode.  Whatever must wait
- * for writes to the cache device - a flush, a discard, the commit that
- * completes a FUA write - runs in pc->defer_work: a map function that
- * waited for I/O it submitted itself would wait forever, as that I/O is
- * only issued once the map function returns.
+ * the writer's part in its epoch; the rest goes to the origin as in p
+ * mode.  Whatever must wait for writes to the cache device - a flush, a
+ * discard, the commit that completes a FUA write - runs in
+ * pc->defer_work: a map function that waited for I/O it submitted itself
+ * would wait forever, as that I/O is only issued once the map function
+ * returns.
  */
 
 /**
