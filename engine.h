@@ -194,7 +194,8 @@ struct pmc_bdev_medium {
  *        @wb_upto_done, @wb_active, @wb_age_due, and the writes of
  *        @suspended.  Some of them are also read without it (READ_ONCE,
  *        or a plain read of a counter) where a stale value only delays
- *        or hastens writeback or a commit.
+ *        or hastens writeback or a commit; read hits walk @index without
+ *        it, checked by @index_seq.
  * @index_seq: bumped around every change of @index (under @lock): a read
  *             hit looks its blocks up without @lock and goes on only if
  *             it did not move meanwhile (pmc_read_pin())
