@@ -259,6 +259,26 @@ void pmc_index_erase(struct pmemcache *pc, struct pmc_block *b)
 }
 
 /**
+ * pmc_free_dying() - free a dying block no one uses any more
+ * @pc: the cache
+ * @b: a block pmc_release() marked dying, or one pmc_put_user_last() said
+ *     this of
+ *
+ * Under pc->lock.  The caller of the latter wakes pc->free_wait once it
+ * let go of it.
+ */
+void pmc_free_dying(struct pmemcache *pc, struct pmc_block *b)
+{
+	lockdep_assert_held(&pc->lock);
+	/* pmc_release() may have seen the count at 0, and freed it. */
+	if (b->state != PMC_DYING || READ_ONCE(b->users))
+		return;
+	b->state = PMC_FREE;
+	list_add(&b->list, &pc->free);
+	pc->nr_free++;
+}
+
+/**
  * pmc_release() - free a block whose entry is zero on media
  * @pc: the cache
  * @b: the block, out of the index; its zeroed entry fenced already
@@ -272,11 +292,7 @@ void pmc_release(struct pmemcache *pc, struct pmc_block *b)
 	WRITE_ONCE(b->state, PMC_DYING);
 	/* Pairs with the cmpxchg of pmc_get_user() and pmc_put_user_last(). */
 	smp_mb();
-	if (READ_ONCE(b->users))
-		return;
-	b->state = PMC_FREE;
-	list_add(&b->list, &pc->free);
-	pc->nr_free++;
+	pmc_free_dying(pc, b);
 }
 
 /**
@@ -314,24 +330,6 @@ bool pmc_put_user_last(struct pmc_block *b)
 	while (!try_cmpxchg(&b->users, &old, old - 1))
 		;
 	return old == 1 && READ_ONCE(b->state) == PMC_DYING;
-}
-
-/**
- * pmc_free_dying() - free a dying block no one uses any more
- * @pc: the cache
- * @b: a block pmc_put_user_last() said this of
- *
- * Under pc->lock.  The caller wakes pc->free_wait once it let go of it.
- */
-void pmc_free_dying(struct pmemcache *pc, struct pmc_block *b)
-{
-	lockdep_assert_held(&pc->lock);
-	/* pmc_release() may have seen the count at 0, and freed it. */
-	if (b->state != PMC_DYING || READ_ONCE(b->users))
-		return;
-	b->state = PMC_FREE;
-	list_add(&b->list, &pc->free);
-	pc->nr_free++;
 }
 
 /**
